@@ -1,0 +1,133 @@
+//! The process context shared by the api and the worker: settings, database, queue, keys,
+//! platform clients, locks and metrics, built once at start.
+
+use std::sync::Arc;
+
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    config::{Settings, Storage},
+    crypto::{JwtKeys, StateSigner, TokenCipher},
+    db,
+    jobs::{JobQueue, PublishPost, publish_queue_name},
+    locks::RefreshLocks,
+    platforms::Platforms,
+    telemetry::Metrics,
+};
+
+/// Why the context could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database is unreachable or failed.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// The schema is behind the code.
+    #[error("the database schema is behind ({0} pending); run `api migrate` first")]
+    SchemaBehind(String),
+    /// Redis is unreachable.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The SQLite queue could not be set up.
+    #[error("sqlite queue: {0}")]
+    Queue(String),
+    /// A configured key is unusable.
+    #[error("{0}")]
+    Key(String),
+}
+
+/// Shared process state.
+#[derive(Debug)]
+pub struct App {
+    /// Settings read at start.
+    pub settings: Settings,
+    /// The database.
+    pub db: DatabaseConnection,
+    /// The job queue.
+    pub queue: JobQueue,
+    /// Encrypts stored tokens.
+    pub cipher: TokenCipher,
+    /// Signs OAuth state.
+    pub states: StateSigner,
+    /// Bearer tokens.
+    pub jwt: JwtKeys,
+    /// Configured platform clients.
+    pub platforms: Platforms,
+    /// Refresh locks.
+    pub locks: RefreshLocks,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// How strict start-up is about the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Apply pending migrations (the embedded default and `api migrate`).
+    Migrate,
+    /// Refuse to start when migrations are pending (production api and worker).
+    RequireCurrent,
+}
+
+impl App {
+    /// Connects everything the settings name.
+    pub async fn start(settings: Settings, schema: Schema) -> Result<Arc<Self>, StartError> {
+        let (db, queue, locks) = match &settings.storage {
+            Storage::External { database_url, redis_url, queue_prefix } => {
+                let db = db::connect(database_url.expose(), 20).await?;
+                check_schema(&db, schema).await?;
+                let conn = apalis_redis::connect(redis_url.expose()).await.map_err(|e| StartError::Redis(e.to_string()))?;
+                let config = apalis_redis::Config::default().queue(publish_queue_name(queue_prefix));
+                let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
+                let locks = RefreshLocks::Redis { conn, prefix: queue_prefix.clone() };
+                (db, JobQueue::Redis(storage), locks)
+            }
+            Storage::Embedded { path } => {
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let db = db::connect(&url, 4).await?;
+                check_schema(&db, schema).await?;
+                let pool = db.get_sqlite_connection_pool().clone();
+                SqliteStorage::setup(&pool).await.map_err(|e| StartError::Queue(e.to_string()))?;
+                let config = apalis_sqlite::Config::default().queue(publish_queue_name("herald"));
+                let storage = SqliteStorage::<PublishPost>::new(&pool).with_config(config);
+                (db, JobQueue::Sqlite(storage), RefreshLocks::local())
+            }
+        };
+        let cipher = TokenCipher::new(&settings.token_encryption_keys).map_err(StartError::Key)?;
+        Ok(Arc::new(Self {
+            states: StateSigner::new(&settings.oauth_state_secret),
+            jwt: JwtKeys::new(&settings),
+            platforms: Platforms::from_settings(&settings),
+            cipher,
+            db,
+            queue,
+            locks,
+            metrics: Metrics::default(),
+            settings,
+        }))
+    }
+
+    /// Whether the database and queue answer (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.db.ping().await.map_err(|e| format!("database: {e}"))?;
+        if let RefreshLocks::Redis { conn, .. } = &self.locks {
+            let mut conn = conn.clone();
+            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+            pong.map_err(|e| format!("redis: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+async fn check_schema(db: &DatabaseConnection, schema: Schema) -> Result<(), StartError> {
+    match schema {
+        Schema::Migrate => db::migrate(db).await?,
+        Schema::RequireCurrent => {
+            let pending = db::pending_migrations(db).await?;
+            if !pending.is_empty() {
+                return Err(StartError::SchemaBehind(pending.join(", ")));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! Typed configuration, read from the environment once at start.
+//!
+//! Every variable Herald reads is parsed here and nowhere else. A missing or malformed required
+//! value stops the process with a message naming the variable. Secrets are wrapped in [`Secret`],
+//! whose `Debug` output is redacted, so a settings dump in a log line never leaks one.
+//! `.env.example` documents every variable read here.
+
+use std::{collections::HashMap, fmt, path::PathBuf, time::Duration};
+
+use rand::RngCore;
+use url::Url;
+
+use crate::domain::Platform;
+
+/// A secret string: usable by the code, redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A configuration error; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is absent or empty.
+    #[error("{0} is required but not set")]
+    Missing(String),
+    /// A variable is set but cannot be parsed.
+    #[error("{name} is malformed: {reason}")]
+    Malformed { name: String, reason: String },
+    /// The embedded default could not write its generated secrets file.
+    #[error("cannot write generated secrets to {path}: {reason}")]
+    SecretsFile { path: String, reason: String },
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// Production: PostgreSQL (or any sea-orm URL) for rows, Redis for the queue. The api serves
+    /// only HTTP; `worker` processes publish.
+    External {
+        /// `DATABASE_URL`.
+        database_url: Secret,
+        /// `REDIS_URL`.
+        redis_url: Secret,
+        /// Prefix of every Redis key Herald owns (`HERALD_QUEUE_PREFIX`, default `herald`).
+        queue_prefix: String,
+    },
+    /// The embedded default: one SQLite file holds rows and queue, and the api runs the worker
+    /// in-process.
+    Embedded {
+        /// The SQLite file (`herald.db` in the working directory).
+        path: PathBuf,
+    },
+}
+
+/// Client credentials and endpoints of one platform.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// OAuth client id (`{P}_CLIENT_ID`, Facebook: `FACEBOOK_APP_ID`).
+    pub client_id: Option<String>,
+    /// OAuth client secret (`{P}_CLIENT_SECRET`, Facebook: `FACEBOOK_APP_SECRET`).
+    pub client_secret: Option<Secret>,
+    /// Full authorize URL (`{P}_AUTH_URL`).
+    pub auth_url: Url,
+    /// Full token URL (`{P}_TOKEN_URL`).
+    pub token_url: Url,
+    /// Scheme and host of the platform API (`{P}_API_BASE`).
+    pub api_base: Url,
+}
+
+impl PlatformSettings {
+    /// The credentials, when both are set.
+    pub fn credentials(&self) -> Option<(&str, &Secret)> {
+        Some((self.client_id.as_deref()?, self.client_secret.as_ref()?))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (Cloud Run).
+    Json,
+}
+
+/// Tuning of the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How often an idle queue consumer asks for due jobs (`WORKER_POLL_INTERVAL_MS`).
+    pub poll_interval: Duration,
+    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Attempts before a transient failure becomes final (`PUBLISH_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry delay; doubled each attempt, with jitter (`PUBLISH_RETRY_BASE_SECS`).
+    pub retry_base: Duration,
+}
+
+/// Everything Herald reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rows and queue.
+    pub storage: Storage,
+    /// HTTP port (`PORT`, default 8080).
+    pub port: u16,
+    /// Public base URL of the api; redirect URIs are built from it (`BACKEND_URL`).
+    pub backend_url: Url,
+    /// The one origin the OAuth popup page posts its result to (`FRONTEND_ORIGIN`).
+    pub frontend_origin: String,
+    /// Where the popup goes when it has no opener (`FRONTEND_URL`).
+    pub frontend_url: Url,
+    /// HS256 key of bearer tokens (`AUTH_JWT_SECRET`).
+    pub jwt_secret: Secret,
+    /// Required `iss` claim, when set (`AUTH_JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set (`AUTH_JWT_AUDIENCE`).
+    pub jwt_audience: Option<String>,
+    /// Key that signs OAuth state (`OAUTH_STATE_SECRET`).
+    pub oauth_state_secret: Secret,
+    /// Fernet keys, first encrypts, all decrypt (`SOCIAL_TOKEN_ENCRYPTION_KEY`).
+    pub token_encryption_keys: Secret,
+    /// Per-platform credentials and endpoints.
+    pub platforms: HashMap<Platform, PlatformSettings>,
+    /// Timeout of one call to a platform (`PLATFORM_HTTP_TIMEOUT_SECS`, default 30).
+    pub platform_timeout: Duration,
+    /// Log format (`LOG_FORMAT`: `text` or `json`).
+    pub log_format: LogFormat,
+    /// Worker tuning.
+    pub worker: WorkerSettings,
+}
+
+/// Reads variables from a source; the process environment in production.
+trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Source for Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+}
+
+const GENERATED_SECRETS: [&str; 3] =
+    ["AUTH_JWT_SECRET", "OAUTH_STATE_SECRET", "SOCIAL_TOKEN_ENCRYPTION_KEY"];
+
+/// The file the embedded default keeps its generated secrets in.
+pub const SECRETS_FILE: &str = ".herald-secrets.env";
+
+impl Settings {
+    /// Reads the process environment. With no `DATABASE_URL`, secrets that are missing are
+    /// generated once into [`SECRETS_FILE`] in the working directory (with a warning on stderr)
+    /// so the embedded default starts with no setup.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        let embedded = vars.get("DATABASE_URL").is_none_or(|v| v.trim().is_empty());
+        if embedded {
+            load_or_generate_secrets(&mut vars, std::path::Path::new(SECRETS_FILE))?;
+        }
+        Self::from_map(&vars)
+    }
+
+    /// Parses settings from a map of variables (used by `from_env` and by tests).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let port = parse_or(&env, "PORT", 8080u16)?;
+        let storage = match env.get("DATABASE_URL") {
+            Some(database_url) => Storage::External {
+                database_url: Secret::new(database_url),
+                redis_url: Secret::new(required(&env, "REDIS_URL")?),
+                queue_prefix: env.get("HERALD_QUEUE_PREFIX").unwrap_or_else(|| "herald".into()),
+            },
+            None => Storage::Embedded { path: PathBuf::from("herald.db") },
+        };
+        let backend_url = match (&storage, env.get("BACKEND_URL")) {
+            (_, Some(v)) => parse_url("BACKEND_URL", &v)?,
+            (Storage::Embedded { .. }, None) => parse_url("BACKEND_URL", &format!("http://localhost:{port}"))?,
+            (Storage::External { .. }, None) => return Err(ConfigError::Missing("BACKEND_URL".into())),
+        };
+        let backend_origin = backend_url.origin().ascii_serialization();
+        let frontend_origin = match env.get("FRONTEND_ORIGIN") {
+            Some(v) => {
+                let url = parse_url("FRONTEND_ORIGIN", &v)?;
+                let origin = url.origin().ascii_serialization();
+                if origin == "null" || url.path() != "/" {
+                    return malformed("FRONTEND_ORIGIN", "must be an origin such as https://app.example.com");
+                }
+                origin
+            }
+            None => backend_origin,
+        };
+        let frontend_url = match env.get("FRONTEND_URL") {
+            Some(v) => parse_url("FRONTEND_URL", &v)?,
+            None => parse_url("FRONTEND_URL", &format!("{frontend_origin}/"))?,
+        };
+        let token_encryption_keys = Secret::new(required(&env, "SOCIAL_TOKEN_ENCRYPTION_KEY")?);
+        crate::crypto::TokenCipher::new(&token_encryption_keys)
+            .map_err(|reason| ConfigError::Malformed { name: "SOCIAL_TOKEN_ENCRYPTION_KEY".into(), reason })?;
+        let jwt_secret = Secret::new(required(&env, "AUTH_JWT_SECRET")?);
+        if jwt_secret.expose().len() < 32 {
+            return malformed("AUTH_JWT_SECRET", "must be at least 32 characters");
+        }
+        let oauth_state_secret = Secret::new(required(&env, "OAUTH_STATE_SECRET")?);
+        if oauth_state_secret.expose().len() < 32 {
+            return malformed("OAUTH_STATE_SECRET", "must be at least 32 characters");
+        }
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return malformed("LOG_FORMAT", "must be `text` or `json`"),
+        };
+        let mut platforms = HashMap::new();
+        for platform in Platform::ALL {
+            platforms.insert(platform, platform_settings(&env, platform)?);
+        }
+        Ok(Self {
+            storage,
+            port,
+            backend_url,
+            frontend_origin,
+            frontend_url,
+            jwt_secret,
+            jwt_issuer: env.get("AUTH_JWT_ISSUER"),
+            jwt_audience: env.get("AUTH_JWT_AUDIENCE"),
+            oauth_state_secret,
+            token_encryption_keys,
+            platforms,
+            platform_timeout: Duration::from_secs(parse_or(&env, "PLATFORM_HTTP_TIMEOUT_SECS", 30u64)?),
+            log_format,
+            worker: WorkerSettings {
+                poll_interval: Duration::from_millis(parse_or(&env, "WORKER_POLL_INTERVAL_MS", 500u64)?),
+                concurrency: parse_or(&env, "WORKER_CONCURRENCY", 16usize)?.max(1),
+                max_attempts: parse_or(&env, "PUBLISH_MAX_ATTEMPTS", 3u32)?.max(1),
+                retry_base: Duration::from_secs(parse_or(&env, "PUBLISH_RETRY_BASE_SECS", 30u64)?),
+            },
+        })
+    }
+
+    /// The settings of one platform.
+    pub fn platform(&self, platform: Platform) -> &PlatformSettings {
+        &self.platforms[&platform]
+    }
+
+    /// The OAuth redirect URI of a platform: `{BACKEND_URL}/api/v1/auth/social/callback/{platform}`.
+    pub fn redirect_uri(&self, platform: Platform) -> String {
+        format!(
+            "{}/api/v1/auth/social/callback/{}",
+            self.backend_url.as_str().trim_end_matches('/'),
+            platform.as_str()
+        )
+    }
+}
+
+/// Platform defaults: the production endpoints (PLATFORMS.md §0).
+fn platform_settings(env: &Env<'_>, platform: Platform) -> Result<PlatformSettings, ConfigError> {
+    let (prefix, id_var, secret_var, auth, token, api) = match platform {
+            Platform::Linkedin => (
+                "LINKEDIN",
+                "LINKEDIN_CLIENT_ID",
+                "LINKEDIN_CLIENT_SECRET",
+                "https://www.linkedin.com/oauth/v2/authorization",
+                "https://www.linkedin.com/oauth/v2/accessToken",
+                "https://api.linkedin.com",
+            ),
+            Platform::Twitter => (
+                "TWITTER",
+                "TWITTER_CLIENT_ID",
+                "TWITTER_CLIENT_SECRET",
+                "https://x.com/i/oauth2/authorize",
+                "https://api.x.com/2/oauth2/token",
+                "https://api.x.com",
+            ),
+            Platform::Instagram => (
+                "INSTAGRAM",
+                "INSTAGRAM_CLIENT_ID",
+                "INSTAGRAM_CLIENT_SECRET",
+                "https://www.instagram.com/oauth/authorize",
+                "https://api.instagram.com/oauth/access_token",
+                "https://graph.instagram.com",
+            ),
+            Platform::Facebook => (
+                "FACEBOOK",
+                "FACEBOOK_APP_ID",
+                "FACEBOOK_APP_SECRET",
+                "https://www.facebook.com/v24.0/dialog/oauth",
+                "https://graph.facebook.com/v24.0/oauth/access_token",
+                "https://graph.facebook.com",
+            ),
+            Platform::Tiktok => (
+                "TIKTOK",
+                "TIKTOK_CLIENT_ID",
+                "TIKTOK_CLIENT_SECRET",
+                "https://www.tiktok.com/v2/auth/authorize/",
+                "https://open.tiktokapis.com/v2/oauth/token/",
+                "https://open.tiktokapis.com",
+            ),
+        };
+    let url_var = |suffix: &str, default: &str| -> Result<Url, ConfigError> {
+        let name = format!("{prefix}_{suffix}");
+        parse_url(&name, &env.get(&name).unwrap_or_else(|| default.to_owned()))
+    };
+    Ok(PlatformSettings {
+        client_id: env.get(id_var),
+        client_secret: env.get(secret_var).map(Secret::new),
+        auth_url: url_var("AUTH_URL", auth)?,
+        token_url: url_var("TOKEN_URL", token)?,
+        api_base: url_var("API_BASE", api)?,
+    })
+}
+
+fn required(env: &Env<'_>, name: &str) -> Result<String, ConfigError> {
+    env.get(name).ok_or_else(|| ConfigError::Missing(name.to_owned()))
+}
+
+fn malformed<T>(name: &str, reason: &str) -> Result<T, ConfigError> {
+    Err(ConfigError::Malformed { name: name.to_owned(), reason: reason.to_owned() })
+}
+
+fn parse_or<T: std::str::FromStr>(env: &Env<'_>, name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Malformed { name: name.to_owned(), reason: e.to_string() }),
+    }
+}
+
+fn parse_url(name: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError::Malformed { name: name.to_owned(), reason: e.to_string() })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return malformed(name, "must be an http(s) URL with a host");
+    }
+    Ok(url)
+}
+
+/// Fills missing embedded-default secrets from `path`, generating and appending any that the file
+/// lacks too. Values already in the environment win.
+fn load_or_generate_secrets(
+    vars: &mut HashMap<String, String>,
+    path: &std::path::Path,
+) -> Result<(), ConfigError> {
+    let file_err = |e: std::io::Error| ConfigError::SecretsFile { path: path.display().to_string(), reason: e.to_string() };
+    let stored = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(file_err(e)),
+    };
+    for line in stored.lines() {
+        if let Some((name, value)) = line.split_once('=') {
+            vars.entry(name.trim().to_owned()).or_insert_with(|| value.trim().to_owned());
+        }
+    }
+    let mut generated = String::new();
+    for name in GENERATED_SECRETS {
+        if vars.get(name).is_some_and(|v| !v.trim().is_empty()) {
+            continue;
+        }
+        let value = if name == "SOCIAL_TOKEN_ENCRYPTION_KEY" {
+            fernet::Fernet::generate_key()
+        } else {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        generated.push_str(&format!("{name}={value}\n"));
+        vars.insert(name.to_owned(), value);
+    }
+    if !generated.is_empty() {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(file_err)?;
+        file.write_all(generated.as_bytes()).map_err(file_err)?;
+        eprintln!(
+            "warning: generated development secrets into {} (embedded default only; set them in the environment for production)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("AUTH_JWT_SECRET", "a".repeat(40)),
+            ("OAUTH_STATE_SECRET", "b".repeat(40)),
+            ("SOCIAL_TOKEN_ENCRYPTION_KEY", fernet::Fernet::generate_key()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let settings = Settings::from_map(&base()).expect("settings");
+        assert!(matches!(settings.storage, Storage::Embedded { .. }));
+        assert_eq!(settings.redirect_uri(Platform::Twitter), "http://localhost:8080/api/v1/auth/social/callback/twitter");
+        assert_eq!(settings.frontend_origin, "http://localhost:8080");
+    }
+
+    #[test]
+    fn missing_and_malformed_variables_are_named() {
+        let mut vars = base();
+        vars.remove("AUTH_JWT_SECRET");
+        let err = Settings::from_map(&vars).expect_err("missing");
+        assert_eq!(err.to_string(), "AUTH_JWT_SECRET is required but not set");
+
+        let mut vars = base();
+        vars.insert("SOCIAL_TOKEN_ENCRYPTION_KEY".into(), "not-a-key".into());
+        let err = Settings::from_map(&vars).expect_err("malformed");
+        assert!(err.to_string().starts_with("SOCIAL_TOKEN_ENCRYPTION_KEY is malformed"), "{err}");
+
+        let mut vars = base();
+        vars.insert("DATABASE_URL".into(), "postgres://localhost/x".into());
+        vars.insert("BACKEND_URL".into(), "https://api.example.com".into());
+        let err = Settings::from_map(&vars).expect_err("redis");
+        assert_eq!(err.to_string(), "REDIS_URL is required but not set");
+
+        let mut vars = base();
+        vars.insert("TWITTER_API_BASE".into(), "ftp://x".into());
+        let err = Settings::from_map(&vars).expect_err("url");
+        assert!(err.to_string().starts_with("TWITTER_API_BASE is malformed"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let settings = Settings::from_map(&base()).expect("settings");
+        let dump = format!("{settings:?}");
+        assert!(!dump.contains(&"a".repeat(40)));
+        assert!(!dump.contains(settings.token_encryption_keys.expose()));
+    }
+}

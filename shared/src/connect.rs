@@ -1,0 +1,263 @@
+//! Connecting platform accounts: the OAuth authorization-code flow from `initiate` to the
+//! callback, and what the API reports about stored connections.
+//!
+//! State is single use and expires after ten minutes; the redirect URI is always Herald's own
+//! callback, so a client cannot turn the flow into an open redirect. Tokens are encrypted before
+//! they are stored and are never returned.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::{
+    App, Error,
+    db::{
+        connections::{self, NewConnection, Upserted},
+        entities::{connection, oauth_state},
+        oauth_states,
+    },
+    domain::{ConnectionStatus, Platform},
+};
+
+/// How long an authorization may take.
+pub const STATE_TTL_MINUTES: i64 = 10;
+/// Connections without a refresh token are reported `expiring` this close to expiry.
+const EXPIRING_WITHIN_DAYS: i64 = 7;
+
+/// The start of an authorization.
+#[derive(Debug)]
+pub struct Initiated {
+    /// Where to send the user.
+    pub oauth_url: String,
+    /// The state value in that URL.
+    pub state: String,
+    /// When the state stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Parses a platform name from a request.
+pub fn parse_platform(name: &str) -> Result<Platform, Error> {
+    Platform::parse(name).ok_or_else(|| Error::BadRequest {
+        code: "unknown_platform",
+        message: format!("`{name}` is not a platform; use linkedin, twitter, instagram, facebook or tiktok"),
+    })
+}
+
+/// Starts connecting `platform` for `user_id`.
+pub async fn initiate(app: &App, user_id: &str, platform: Platform, callback_url: Option<&str>) -> Result<Initiated, Error> {
+    let client = app.platforms.get(platform).ok_or_else(|| Error::Conflict {
+        code: "platform_not_configured",
+        message: format!("{platform} is not configured on this server"),
+    })?;
+    let redirect_uri = app.settings.redirect_uri(platform);
+    if let Some(callback_url) = callback_url
+        && callback_url != redirect_uri
+    {
+        return Err(Error::BadRequest {
+            code: "invalid_callback_url",
+            message: format!("callback_url must be exactly {redirect_uri}"),
+        });
+    }
+    let now = Utc::now();
+    oauth_states::purge_expired(&app.db, now).await?;
+    let issued = app.states.issue();
+    let authorization = client.authorize(&issued.value);
+    let expires_at = now + Duration::minutes(STATE_TTL_MINUTES);
+    oauth_states::insert(
+        &app.db,
+        oauth_state::Model {
+            state_hash: issued.hash,
+            user_id: user_id.to_owned(),
+            platform: platform.as_str().to_owned(),
+            pkce_verifier: authorization.pkce_verifier.as_deref().map(|v| app.cipher.encrypt(v)),
+            redirect_uri,
+            created_at: now,
+            expires_at,
+        },
+    )
+    .await?;
+    Ok(Initiated { oauth_url: authorization.url, state: issued.value, expires_at })
+}
+
+/// Query parameters of a callback.
+#[derive(Debug, Default)]
+pub struct CallbackParams {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state issued by `initiate`.
+    pub state: Option<String>,
+    /// The platform's error code (`access_denied` when the user declined).
+    pub error: Option<String>,
+    /// The platform's error text.
+    pub error_description: Option<String>,
+}
+
+/// A completed connection.
+#[derive(Debug)]
+pub struct Connected {
+    /// The platform username.
+    pub username: Option<String>,
+    /// Whether the row was created, refreshed or replaced.
+    pub outcome: Upserted,
+}
+
+/// Why a callback failed; the message is shown to the user in the popup.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// Missing, forged, expired, replayed, or for another platform.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The user declined, or the platform reported an error on the redirect.
+    #[error("{code}: {message}")]
+    Denied {
+        /// The platform's error code.
+        code: String,
+        /// The platform's text.
+        message: String,
+    },
+    /// The platform failed during the exchange or the profile call.
+    #[error("{0}")]
+    Upstream(String),
+    /// Herald failed.
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl From<sea_orm::DbErr> for CallbackError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        CallbackError::Internal(e.into())
+    }
+}
+
+/// Completes an authorization: consumes the state, exchanges the code, reads the identity and
+/// stores the connection.
+pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> Result<Connected, CallbackError> {
+    let state = params.state.as_deref().ok_or_else(|| CallbackError::InvalidState("the callback has no state".into()))?;
+    let hash = app.states.verify(state).ok_or_else(|| CallbackError::InvalidState("the state is not one Herald issued".into()))?;
+    // Consumed before anything else, so a state works once whatever happens next.
+    let pending = oauth_states::consume(&app.db, &hash)
+        .await?
+        .ok_or_else(|| CallbackError::InvalidState("the state was already used or never issued; start again".into()))?;
+    if pending.expires_at < Utc::now() {
+        return Err(CallbackError::InvalidState("the authorization took longer than 10 minutes; start again".into()));
+    }
+    if pending.platform != platform.as_str() {
+        return Err(CallbackError::InvalidState(format!("the state was issued for {}, not {platform}", pending.platform)));
+    }
+    if let Some(code) = params.error {
+        let message = params.error_description.unwrap_or_else(|| "the authorization was not granted".into());
+        return Err(CallbackError::Denied { code, message });
+    }
+    let code = params.code.ok_or_else(|| CallbackError::Upstream(format!("{platform} sent no authorization code")))?;
+    let client = app
+        .platforms
+        .get(platform)
+        .ok_or_else(|| CallbackError::Upstream(format!("{platform} is not configured on this server")))?;
+    let verifier = pending.pkce_verifier.as_deref().map(|v| app.cipher.decrypt(v)).transpose().map_err(Error::from)?;
+    let tokens = client
+        .exchange_code(&code, verifier.as_deref())
+        .await
+        .map_err(|e| CallbackError::Upstream(format!("{platform} token exchange failed: {}", e.message())))?;
+    let identity = client
+        .identity(&tokens.access_token)
+        .await
+        .map_err(|e| CallbackError::Upstream(format!("{platform} profile lookup failed: {}", e.message())))?;
+    let (row, outcome) = connections::upsert(
+        &app.db,
+        NewConnection {
+            user_id: pending.user_id,
+            platform,
+            platform_user_id: identity.user_id,
+            platform_username: identity.username,
+            access_token: app.cipher.encrypt(&tokens.access_token),
+            refresh_token: tokens.refresh_token.as_deref().map(|t| app.cipher.encrypt(t)),
+            token_expires_at: tokens.expires_at,
+            refresh_expires_at: tokens.refresh_expires_at,
+            scopes: tokens.scopes,
+        },
+    )
+    .await?;
+    tracing::info!(connection.id = row.id, platform = %platform, outcome = ?outcome, "account connected");
+    Ok(Connected { username: row.platform_username, outcome })
+}
+
+/// What `status` reports for one platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The server has no credentials for the platform.
+    NotConfigured,
+    /// The user has not connected it.
+    Disconnected,
+    /// Usable.
+    Active,
+    /// No refresh token and expiry within 7 days.
+    Expiring,
+    /// Expired; reconnect.
+    Expired,
+    /// Revoked; reconnect.
+    Revoked,
+    /// Another problem; see the error.
+    Error,
+}
+
+impl State {
+    /// The name returned by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::NotConfigured => "not_configured",
+            State::Disconnected => "disconnected",
+            State::Active => "active",
+            State::Expiring => "expiring",
+            State::Expired => "expired",
+            State::Revoked => "revoked",
+            State::Error => "error",
+        }
+    }
+}
+
+/// One platform's line of `status`.
+#[derive(Debug)]
+pub struct PlatformStatus {
+    /// The platform.
+    pub platform: Platform,
+    /// Its state.
+    pub state: State,
+    /// The connection, when there is one.
+    pub connection: Option<connection::Model>,
+}
+
+/// The state of a stored connection at `now`.
+pub fn connection_state(row: &connection::Model, now: DateTime<Utc>) -> State {
+    match ConnectionStatus::parse(&row.connection_status) {
+        Some(ConnectionStatus::Expired) => return State::Expired,
+        Some(ConnectionStatus::Revoked) => return State::Revoked,
+        Some(ConnectionStatus::Error) | None => return State::Error,
+        Some(ConnectionStatus::Active) => {}
+    }
+    match (row.token_expires_at, &row.refresh_token) {
+        (Some(at), None) if at <= now => State::Expired,
+        (Some(at), None) if at <= now + Duration::days(EXPIRING_WITHIN_DAYS) => State::Expiring,
+        _ => State::Active,
+    }
+}
+
+/// The user's status on every platform.
+pub async fn status(app: &App, user_id: &str) -> Result<Vec<PlatformStatus>, Error> {
+    let rows = connections::list_for_user(&app.db, user_id).await?;
+    let now = Utc::now();
+    Ok(Platform::ALL
+        .into_iter()
+        .map(|platform| {
+            let connection = rows.iter().find(|r| r.platform == platform.as_str()).cloned();
+            let state = match (&connection, app.platforms.get(platform)) {
+                (_, None) => State::NotConfigured,
+                (None, Some(_)) => State::Disconnected,
+                (Some(row), Some(_)) => connection_state(row, now),
+            };
+            PlatformStatus { platform, state, connection }
+        })
+        .collect())
+}
+
+/// The user's connections.
+pub async fn list(app: &App, user_id: &str) -> Result<Vec<connection::Model>, Error> {
+    Ok(connections::list_for_user(&app.db, user_id).await?)
+}

@@ -1,0 +1,149 @@
+//! Connected platform accounts. Token columns are written only as ciphertext made by
+//! [`TokenCipher`](crate::crypto::TokenCipher); this module never sees plaintext.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, TransactionTrait,
+};
+
+use super::entities::connection::{ActiveModel, Column, Entity, Model};
+use crate::domain::{ConnectionStatus, Platform};
+
+/// A connection as the callback stores it (token fields already encrypted).
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub user_id: String,
+    pub platform: Platform,
+    pub platform_user_id: String,
+    pub platform_username: Option<String>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+}
+
+/// What storing a connection did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// The user had no connection of this platform.
+    Created,
+    /// The same platform account was connected again; its row was updated.
+    Reconnected,
+    /// A different account of the platform replaced the previous one.
+    Replaced,
+}
+
+/// Stores a connection: one row per user and platform. Reconnecting the same account keeps a
+/// stored refresh token when the platform sent none this time.
+pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Model, Upserted), DbErr> {
+    let txn = db.begin().await?;
+    let existing = find(&txn, &new.user_id, new.platform).await?;
+    let now = Utc::now();
+    let scopes = serde_json::Value::from(new.scopes);
+    let result = match existing {
+        None => {
+            let row = ActiveModel {
+                user_id: Set(new.user_id),
+                platform: Set(new.platform.as_str().to_owned()),
+                platform_user_id: Set(new.platform_user_id),
+                platform_username: Set(new.platform_username),
+                access_token: Set(new.access_token),
+                refresh_token: Set(new.refresh_token),
+                token_expires_at: Set(new.token_expires_at),
+                refresh_expires_at: Set(new.refresh_expires_at),
+                scopes: Set(scopes),
+                connection_status: Set(ConnectionStatus::Active.as_str().to_owned()),
+                last_error: Set(None),
+                page_id: Set(None),
+                page_name: Set(None),
+                page_access_token: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            (row, Upserted::Created)
+        }
+        Some(row) => {
+            let same_account = row.platform_user_id == new.platform_user_id;
+            let (refresh_token, refresh_expires_at) = match (new.refresh_token, same_account) {
+                (Some(token), _) => (Some(token), new.refresh_expires_at),
+                (None, true) => (row.refresh_token.clone(), row.refresh_expires_at),
+                (None, false) => (None, None),
+            };
+            let mut active: ActiveModel = row.into();
+            active.platform_user_id = Set(new.platform_user_id);
+            active.platform_username = Set(new.platform_username);
+            active.access_token = Set(new.access_token);
+            active.refresh_token = Set(refresh_token);
+            active.token_expires_at = Set(new.token_expires_at);
+            active.refresh_expires_at = Set(refresh_expires_at);
+            active.scopes = Set(scopes);
+            active.connection_status = Set(ConnectionStatus::Active.as_str().to_owned());
+            active.last_error = Set(None);
+            active.updated_at = Set(now);
+            let row = active.update(&txn).await?;
+            (row, if same_account { Upserted::Reconnected } else { Upserted::Replaced })
+        }
+    };
+    txn.commit().await?;
+    Ok(result)
+}
+
+/// The user's connection of a platform.
+pub async fn find<C: ConnectionTrait>(db: &C, user_id: &str, platform: Platform) -> Result<Option<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Platform.eq(platform.as_str()))
+        .one(db)
+        .await
+}
+
+/// A connection by id (worker use: the post row carries the id).
+pub async fn find_by_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<Model>, DbErr> {
+    Entity::find_by_id(id).one(db).await
+}
+
+/// All connections of a user.
+pub async fn list_for_user(db: &DatabaseConnection, user_id: &str) -> Result<Vec<Model>, DbErr> {
+    Entity::find().filter(Column::UserId.eq(user_id)).order_by_asc(Column::Platform).all(db).await
+}
+
+/// Stores refreshed tokens. The new refresh token (platforms that rotate them make the old one
+/// useless) is written in the same statement as the access token.
+pub async fn store_refreshed<C: ConnectionTrait>(
+    db: &C,
+    row: Model,
+    access_token: String,
+    refresh_token: Option<String>,
+    token_expires_at: Option<DateTime<Utc>>,
+    refresh_expires_at: Option<DateTime<Utc>>,
+) -> Result<Model, DbErr> {
+    let keep_refresh = refresh_token.is_none();
+    let mut active: ActiveModel = row.into();
+    active.access_token = Set(access_token);
+    if !keep_refresh {
+        active.refresh_token = Set(refresh_token);
+        active.refresh_expires_at = Set(refresh_expires_at);
+    }
+    active.token_expires_at = Set(token_expires_at);
+    active.connection_status = Set(ConnectionStatus::Active.as_str().to_owned());
+    active.last_error = Set(None);
+    active.updated_at = Set(Utc::now());
+    active.update(db).await
+}
+
+/// Marks a connection unusable with the platform's reason.
+pub async fn mark<C: ConnectionTrait>(db: &C, id: i64, status: ConnectionStatus, error: &str) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::ConnectionStatus, sea_orm::sea_query::Expr::value(status.as_str()))
+        .col_expr(Column::LastError, sea_orm::sea_query::Expr::value(error))
+        .col_expr(Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! sea-orm entities: the schema as the code sees it today (the migrations crate owns how it got
+//! there). Token columns hold Fernet ciphertext, never plaintext.
+
+/// `social_media_connections`: one row per user and platform.
+pub mod connection {
+    use sea_orm::entity::prelude::*;
+
+    /// A connected platform account.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "social_media_connections")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub user_id: String,
+        pub platform: String,
+        pub platform_user_id: String,
+        pub platform_username: Option<String>,
+        /// Fernet ciphertext.
+        pub access_token: String,
+        /// Fernet ciphertext.
+        pub refresh_token: Option<String>,
+        pub token_expires_at: Option<DateTimeUtc>,
+        pub refresh_expires_at: Option<DateTimeUtc>,
+        pub scopes: Json,
+        pub connection_status: String,
+        pub last_error: Option<String>,
+        pub page_id: Option<String>,
+        pub page_name: Option<String>,
+        /// Fernet ciphertext.
+        pub page_access_token: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `scheduled_posts`: one row per post and platform.
+pub mod post {
+    use sea_orm::entity::prelude::*;
+
+    /// A scheduled post.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scheduled_posts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub group_id: String,
+        pub campaign_id: String,
+        pub user_id: String,
+        pub social_connection_id: Option<i64>,
+        pub platform: String,
+        pub post_content: String,
+        pub media_urls: Json,
+        pub hashtags: Json,
+        pub scheduled_time: DateTimeUtc,
+        pub status: String,
+        pub platform_post_id: Option<String>,
+        pub posting_error: Option<String>,
+        pub error_kind: Option<String>,
+        pub retry_count: i32,
+        pub next_attempt_at: Option<DateTimeUtc>,
+        pub published_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `oauth_states`: pending authorizations, single use.
+pub mod oauth_state {
+    use sea_orm::entity::prelude::*;
+
+    /// A pending authorization.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_states")]
+    pub struct Model {
+        /// SHA-256 of the state's random part; the state itself is never stored.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub state_hash: String,
+        pub user_id: String,
+        pub platform: String,
+        /// Fernet ciphertext of the PKCE verifier.
+        pub pkce_verifier: Option<String>,
+        pub redirect_uri: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,29 @@
+//! The database: connecting, migrating, and the only place queries are written.
+//!
+//! Every query that serves a request takes the user id and filters on it, so a row of another
+//! user is indistinguishable from a missing one.
+
+pub mod connections;
+pub mod entities;
+pub mod oauth_states;
+pub mod posts;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+/// Connects to `url` (PostgreSQL or SQLite).
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.max_connections(max_connections).sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// Applies pending migrations.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Names of migrations the database has not applied yet.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.iter().map(|m| m.name().to_owned()).collect())
+}

@@ -1,0 +1,141 @@
+//! Domain types parsed once at the edge: platforms, post states, failure kinds and validated
+//! post content. Nothing here does I/O.
+
+mod content;
+
+pub use content::{PostContent, ValidationError};
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A social platform Herald publishes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// LinkedIn (member posts).
+    Linkedin,
+    /// X, formerly Twitter; its configuration keeps the `TWITTER_` names.
+    Twitter,
+    /// Instagram professional accounts.
+    Instagram,
+    /// Facebook Pages.
+    Facebook,
+    /// TikTok.
+    Tiktok,
+}
+
+impl Platform {
+    /// Every platform, in the order the API lists them.
+    pub const ALL: [Platform; 5] =
+        [Platform::Linkedin, Platform::Twitter, Platform::Instagram, Platform::Facebook, Platform::Tiktok];
+
+    /// The name used in paths, bodies and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Linkedin => "linkedin",
+            Platform::Twitter => "twitter",
+            Platform::Instagram => "instagram",
+            Platform::Facebook => "facebook",
+            Platform::Tiktok => "tiktok",
+        }
+    }
+
+    /// Parses a platform name; `x` is accepted for `twitter`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "linkedin" => Some(Platform::Linkedin),
+            "twitter" | "x" => Some(Platform::Twitter),
+            "instagram" => Some(Platform::Instagram),
+            "facebook" => Some(Platform::Facebook),
+            "tiktok" => Some(Platform::Tiktok),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The name stored in the database and returned by the API.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses a stored name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where a post is in its life (DESIGN §2).
+    PostStatus {
+        /// Waiting for its time.
+        Pending => "pending",
+        /// Claimed by a worker, being sent.
+        Publishing => "publishing",
+        /// On the platform.
+        Posted => "posted",
+        /// Failed for good; `posting_error` says why.
+        Failed => "failed",
+        /// Cancelled by the user before it was sent.
+        Cancelled => "cancelled",
+        /// A transient failure; another attempt is due at `next_attempt_at`.
+        Retrying => "retrying",
+        /// The platform may or may not have it; never re-sent automatically.
+        Unknown => "unknown",
+    }
+}
+
+string_enum! {
+    /// Health of a stored connection.
+    ConnectionStatus {
+        /// Usable.
+        Active => "active",
+        /// The token expired and could not be refreshed; the user must reconnect.
+        Expired => "expired",
+        /// The user or platform revoked Herald's access.
+        Revoked => "revoked",
+        /// Something else is wrong; `last_error` says what.
+        Error => "error",
+    }
+}
+
+string_enum! {
+    /// Why a publish attempt failed, as the worker classified it (DESIGN §5).
+    ErrorKind {
+        /// The platform refused the token.
+        Unauthorized => "unauthorized",
+        /// The platform's rate limit; retried at its reset time.
+        RateLimited => "rate_limited",
+        /// A network failure or platform outage; retried with backoff.
+        Transient => "transient",
+        /// The platform refused the post; not retried.
+        Rejected => "rejected",
+        /// The request may have reached the platform; not retried.
+        Unknown => "unknown",
+        /// No usable connection for the platform.
+        NotConnected => "not_connected",
+    }
+}

@@ -1,0 +1,22 @@
+//! Herald's shared library: configuration, domain types, database access, crypto, platform
+//! clients, the job queue and the services the api and the worker call.
+//!
+//! The api and worker crates are thin layers over this one: they parse requests or dequeue jobs,
+//! make one call in here, and translate the result.
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod platforms;
+pub mod app;
+pub mod error;
+pub mod jobs;
+pub mod locks;
+pub mod telemetry;
+
+pub use app::App;
+pub use error::Error;
+pub mod connect;
+pub mod posts;
+pub mod tokens;

@@ -1,0 +1,194 @@
+//! Platform clients: one [`Platform`] trait, one module per platform.
+//!
+//! Each module owns its platform's wire formats (paths, bodies, error shapes) and keeps them
+//! private; callers see only [`TokenSet`], [`Identity`], [`Published`] and the classified
+//! [`PlatformError`]. No caller matches on a platform's status codes. Every URL comes from
+//! [`PlatformSettings`](crate::config::PlatformSettings), so tests and sandboxes point elsewhere.
+
+mod oauth;
+pub mod x;
+
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    config::Settings,
+    domain::{self, PostContent},
+};
+
+/// Tokens returned by a platform's token endpoint.
+#[derive(Clone)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the platform issued one.
+    pub refresh_token: Option<String>,
+    /// When the access token expires, when the platform said.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the refresh token expires, when the platform said.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_at", &self.expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who the token belongs to on the platform.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The platform's stable user id.
+    pub user_id: String,
+    /// The handle or display name shown to the user.
+    pub username: Option<String>,
+}
+
+/// Where to send the user, and the PKCE verifier to keep for the callback.
+#[derive(Debug)]
+pub struct Authorization {
+    /// The platform's consent URL.
+    pub url: String,
+    /// The PKCE verifier, for platforms that use PKCE.
+    pub pkce_verifier: Option<String>,
+}
+
+/// A post the platform accepted.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The platform's id of the post.
+    pub platform_post_id: String,
+}
+
+/// The account a post goes to.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The platform user id stored at connect time.
+    pub platform_user_id: String,
+    /// The username stored at connect time.
+    pub username: Option<String>,
+}
+
+/// A platform failure, classified once by the platform's module (DESIGN §5).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlatformError {
+    /// The token was refused: refresh once, then the connection is expired.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Rate limited; try again at `retry_at` when the platform said.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// The platform's message.
+        message: String,
+        /// The platform's reset time.
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Did not reach the platform or it had an outage: safe to retry.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The platform refused the request for good.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The request may have been applied: never re-send automatically.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+}
+
+impl PlatformError {
+    /// The platform's message, without the classification prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            PlatformError::Unauthorized(m)
+            | PlatformError::Transient(m)
+            | PlatformError::Rejected(m)
+            | PlatformError::Unknown(m)
+            | PlatformError::RateLimited { message: m, .. } => m,
+        }
+    }
+
+    /// The stored error kind.
+    pub fn kind(&self) -> domain::ErrorKind {
+        match self {
+            PlatformError::Unauthorized(_) => domain::ErrorKind::Unauthorized,
+            PlatformError::RateLimited { .. } => domain::ErrorKind::RateLimited,
+            PlatformError::Transient(_) => domain::ErrorKind::Transient,
+            PlatformError::Rejected(_) => domain::ErrorKind::Rejected,
+            PlatformError::Unknown(_) => domain::ErrorKind::Unknown,
+        }
+    }
+}
+
+/// One social platform: OAuth, identity, refresh and publishing.
+#[async_trait]
+pub trait Platform: Send + Sync + fmt::Debug {
+    /// Which platform this is.
+    fn id(&self) -> domain::Platform;
+
+    /// Builds the consent URL for `state`.
+    fn authorize(&self, state: &str) -> Authorization;
+
+    /// Exchanges an authorization code for tokens.
+    async fn exchange_code(&self, code: &str, pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError>;
+
+    /// Reads who the token belongs to.
+    async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError>;
+
+    /// Trades a refresh token for new tokens.
+    async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, PlatformError>;
+
+    /// How long before expiry a token is refreshed.
+    fn refresh_margin(&self) -> chrono::Duration;
+
+    /// Publishes a post.
+    async fn publish(
+        &self,
+        access_token: &str,
+        account: &Account,
+        content: &PostContent,
+    ) -> Result<Published, PlatformError>;
+}
+
+/// The platforms this server can connect: those with credentials and an implementation.
+#[derive(Debug, Clone, Default)]
+pub struct Platforms {
+    clients: HashMap<domain::Platform, Arc<dyn Platform>>,
+}
+
+impl Platforms {
+    /// Builds a client for every configured platform, sharing one HTTP client.
+    pub fn from_settings(settings: &Settings) -> Self {
+        let http = http_client(settings.platform_timeout);
+        let mut clients: HashMap<domain::Platform, Arc<dyn Platform>> = HashMap::new();
+        let twitter = settings.platform(domain::Platform::Twitter);
+        if let Some((id, secret)) = twitter.credentials() {
+            let client = x::XClient::new(twitter, id, secret, settings.redirect_uri(domain::Platform::Twitter), http);
+            clients.insert(domain::Platform::Twitter, Arc::new(client));
+        }
+        Self { clients }
+    }
+
+    /// The client of a platform, when configured.
+    pub fn get(&self, platform: domain::Platform) -> Option<&Arc<dyn Platform>> {
+        self.clients.get(&platform)
+    }
+}
+
+/// The outbound HTTP client: rustls, a total timeout, and no redirects (a platform API never
+/// needs one, and following them would let a response steer requests elsewhere).
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a rustls client with static settings builds")
+}

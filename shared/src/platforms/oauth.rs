@@ -1,0 +1,172 @@
+//! The OAuth 2.0 authorization-code flow shared by platforms that follow RFC 6749, on the oauth2
+//! crate with Herald's outbound HTTP client.
+//!
+//! oauth2 reads every non-200 answer as an OAuth error body, so a 503 HTML page from a token
+//! endpoint would surface as a parse error, indistinguishable from a garbled 400. Herald's HTTP
+//! adapter therefore turns 5xx answers into transport errors first: a refresh that fails that way
+//! is transient and leaves the connection as it is, while a refusal in OAuth's error shape is
+//! final.
+
+use chrono::Utc;
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
+    TokenUrl,
+    basic::{BasicClient, BasicErrorResponse, BasicTokenResponse},
+    http,
+};
+
+use super::{Authorization, PlatformError, TokenSet};
+use crate::config::{PlatformSettings, Secret};
+
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClientAuth {
+    /// `Authorization: Basic base64(id:secret)` (X confidential clients).
+    Basic,
+}
+
+/// A configured OAuth client of one platform.
+#[derive(Debug)]
+pub(crate) struct OAuthApp {
+    client: Client,
+    http: Http,
+    scopes: &'static [&'static str],
+    pkce: bool,
+}
+
+/// Why a call to a token endpoint did not produce a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    #[error("token endpoint answered HTTP {0}")]
+    Status(u16),
+    #[error("token endpoint unreachable: {0}")]
+    Network(String),
+}
+
+impl OAuthApp {
+    pub(crate) fn new(
+        settings: &PlatformSettings,
+        client_id: &str,
+        client_secret: &Secret,
+        redirect_uri: String,
+        auth: ClientAuth,
+        scopes: &'static [&'static str],
+        pkce: bool,
+        http: reqwest::Client,
+    ) -> Self {
+        // The URLs were parsed as URLs by the settings; oauth2's newtypes only re-wrap them.
+        let client = BasicClient::new(ClientId::new(client_id.to_owned()))
+            .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
+            .set_auth_uri(AuthUrl::from_url(settings.auth_url.clone()))
+            .set_token_uri(TokenUrl::from_url(settings.token_url.clone()))
+            .set_redirect_uri(RedirectUrl::new(redirect_uri).expect("built from BACKEND_URL, a valid URL"))
+            .set_auth_type(match auth {
+                ClientAuth::Basic => AuthType::BasicAuth,
+            });
+        Self { client, http: Http(http), scopes, pkce }
+    }
+
+    pub(crate) fn authorize(&self, state: &str) -> Authorization {
+        let state = state.to_owned();
+        let mut request = self
+            .client
+            .authorize_url(move || CsrfToken::new(state))
+            .add_scopes(self.scopes.iter().map(|s| Scope::new((*s).to_owned())));
+        let mut pkce_verifier = None;
+        if self.pkce {
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            request = request.set_pkce_challenge(challenge);
+            pkce_verifier = Some(verifier.secret().to_owned());
+        }
+        let (url, _) = request.url();
+        Authorization { url: url.to_string(), pkce_verifier }
+    }
+
+    pub(crate) async fn exchange_code(&self, code: &str, pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
+        let mut request = self.client.exchange_code(AuthorizationCode::new(code.to_owned()));
+        if let Some(verifier) = pkce_verifier {
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
+        }
+        request.request_async(&self.http).await.map(token_set).map_err(classify)
+    }
+
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, PlatformError> {
+        let token = RefreshToken::new(refresh_token.to_owned());
+        self.client.exchange_refresh_token(&token).request_async(&self.http).await.map(token_set).map_err(classify)
+    }
+}
+
+/// Herald's outbound client as oauth2's HTTP client (see the module docs for why not oauth2's own
+/// reqwest adapter).
+#[derive(Debug)]
+struct Http(reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http {
+    type Error = HttpError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, HttpError>> + Send + 'c>>;
+
+    fn call(&'c self, request: http::Request<Vec<u8>>) -> Self::Future {
+        Box::pin(send(&self.0, request))
+    }
+}
+
+async fn send(client: &reqwest::Client, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
+    let request = reqwest::Request::try_from(request).map_err(|e| HttpError::Network(e.to_string()))?;
+    let response = client.execute(request).await.map_err(|e| HttpError::Network(without_url(&e)))?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(HttpError::Status(status.as_u16()));
+    }
+    let mut builder = http::Response::builder().status(status.as_u16());
+    for (name, value) in response.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    let body = response.bytes().await.map_err(|e| HttpError::Network(without_url(&e)))?;
+    builder.body(body.to_vec()).map_err(|e| HttpError::Network(e.to_string()))
+}
+
+/// A reqwest error without its URL: token endpoint URLs carry no secrets, but API URLs may carry
+/// query parameters, so no error text built here ever includes one.
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "response body could not be read"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+fn token_set(response: BasicTokenResponse) -> TokenSet {
+    let now = Utc::now();
+    TokenSet {
+        access_token: response.access_token().secret().to_owned(),
+        refresh_token: response.refresh_token().map(|t| t.secret().to_owned()),
+        expires_at: response.expires_in().and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d),
+        refresh_expires_at: None,
+        scopes: response.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+    }
+}
+
+fn classify(error: RequestTokenError<HttpError, BasicErrorResponse>) -> PlatformError {
+    match error {
+        RequestTokenError::ServerResponse(response) => {
+            let mut message = response.error().to_string();
+            if let Some(description) = response.error_description() {
+                message = format!("{message}: {description}");
+            }
+            PlatformError::Rejected(message)
+        }
+        RequestTokenError::Request(e) => PlatformError::Transient(e.to_string()),
+        RequestTokenError::Parse(_, _) => {
+            PlatformError::Transient("token endpoint answered with a body that is not an OAuth token response".into())
+        }
+        RequestTokenError::Other(message) => PlatformError::Transient(message),
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per job.
+
+pub mod publish_post;

@@ -1,0 +1,67 @@
+//! The worker: consumes the publish queue and publishes each post at its time.
+//!
+//! [`run`] takes the shared [`App`] and a shutdown future, so the `worker` binary, the embedded
+//! default (in-process, inside the api) and the tests all run the same code. The queue consumer is
+//! supervised: apalis ends a worker on any backend error (Redis blip, a reaped registration), and
+//! this loop starts a fresh one under a new name.
+
+pub mod jobs;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use shared::{App, jobs::JobQueue};
+
+/// Runs the publish consumer until `shutdown` resolves, then lets in-flight jobs finish.
+pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let poll = app.settings.worker.poll_interval;
+    let concurrency = app.settings.worker.concurrency;
+    loop {
+        if *stop_rx.borrow() {
+            break;
+        }
+        let mut stop = stop_rx.clone();
+        let signal = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            Ok::<(), std::io::Error>(())
+        };
+        // Names must be unique: a restarted consumer that reused one would be refused by the
+        // backend while the old registration is still within its heartbeat window.
+        let name = format!("herald-publish-{}", uuid::Uuid::new_v4());
+        tracing::info!(worker.name = %name, "publish consumer starting");
+        let result = match &app.queue {
+            JobQueue::Redis(storage) => {
+                WorkerBuilder::new(name)
+                    .backend(storage.clone().poll_with_interval(poll))
+                    .data(app.clone())
+                    .concurrency(concurrency)
+                    .build(jobs::publish_post::handle)
+                    .run_until(signal)
+                    .await
+            }
+            JobQueue::Sqlite(storage) => {
+                WorkerBuilder::new(name)
+                    .backend(storage.clone().poll_with_interval(poll))
+                    .data(app.clone())
+                    .concurrency(concurrency)
+                    .build(jobs::publish_post::handle)
+                    .run_until(signal)
+                    .await
+            }
+        };
+        if *stop_rx.borrow() {
+            break;
+        }
+        match result {
+            Ok(()) => tracing::warn!("publish consumer stopped by itself; restarting"),
+            Err(error) => tracing::error!(error = %error, "publish consumer failed; restarting"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::info!("publish consumer stopped");
+}
