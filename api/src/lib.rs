@@ -1,1 +1,138 @@
-//! x
+//! The HTTP API: poem + poem-openapi over the `shared` services.
+//!
+//! [`run`] is the whole service given settings, a bound listener and a shutdown future, so the
+//! binary, the embedded default and the tests run the same thing. With the embedded default it
+//! also runs the worker in-process.
+
+pub mod auth;
+pub mod error;
+pub mod popup;
+pub mod routes;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server,
+    http::{HeaderValue, header},
+    listener::{Acceptor, TcpAcceptor},
+    http::StatusCode,
+};
+use poem_openapi::OpenApiService;
+use shared::{
+    App,
+    app::Schema,
+    config::{Settings, Storage},
+};
+
+use crate::routes::{ops::OpsApi, posts::PostsApi, social_auth::SocialAuthApi};
+
+/// Largest request body accepted (413 above it).
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+type Apis = (SocialAuthApi, PostsApi, OpsApi);
+
+fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new((SocialAuthApi, PostsApi, OpsApi), "Herald", env!("CARGO_PKG_VERSION")).description(
+        "Connect LinkedIn, X, Instagram, Facebook Page and TikTok accounts, schedule posts to them, and follow each \
+         post until it is published. Every route but the OAuth callback and the probes takes \
+         `Authorization: Bearer <JWT>`; errors are always `{\"error\": {\"code\", \"message\"}}`.",
+    )
+}
+
+/// The OpenAPI document as YAML (`api openapi`; CI compares it with `openapi.yaml`).
+pub fn openapi_yaml() -> String {
+    api_service().spec_yaml()
+}
+
+/// The whole HTTP endpoint for `app`.
+pub fn endpoint(app: Arc<App>) -> impl Endpoint {
+    let api = api_service().server(app.settings.backend_url.as_str().trim_end_matches('/'));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint_yaml();
+    Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.yaml", spec)
+        .nest("/", api)
+        .around(limit_body)
+        .catch_all_error(error::json_error)
+        .around(observe)
+        .data(app)
+}
+
+/// Refuses bodies over [`MAX_BODY_BYTES`] with 413, whether the size is announced in
+/// `Content-Length` or only found while reading a chunked body. (poem's `SizeLimit` answers 411
+/// to any request without `Content-Length`, GETs included, so it does not fit an API.)
+async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
+    match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        Some(length) if length > MAX_BODY_BYTES => return Err(too_large()),
+        Some(_) => {}
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let body = req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+            req.set_body(body);
+        }
+        None => {}
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
+/// Counts and times every request, logs it in one span, and sets headers every answer carries:
+/// nothing Herald returns is cacheable, and the OAuth popup must not leak its URL (which holds
+/// the authorization code) as a referrer.
+async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let app = req.data::<Arc<App>>().cloned();
+    let mut response = next.call(req).await?.into_response();
+    let status = response.status().as_u16();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let elapsed = started.elapsed();
+    if let Some(app) = app {
+        app.metrics.http_requests.get_or_create(&shared::telemetry::HttpLabels { method: method.clone(), status }).inc();
+        app.metrics.http_latency.observe(elapsed.as_secs_f64());
+    }
+    // The path only: query strings can hold authorization codes and state.
+    tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms = elapsed.as_millis() as u64, "request");
+    Ok(response)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    tracing::info!(addr = ?acceptor.local_addr(), "api listening");
+    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(endpoint(app), shutdown, Some(DRAIN_TIMEOUT)).await
+}
+
+/// Starts Herald from settings: the production api, or with the embedded default the api plus an
+/// in-process worker on SQLite (migrations applied at start).
+pub async fn run(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let embedded = matches!(settings.storage, Storage::Embedded { .. });
+    let app = App::start(settings, if embedded { Schema::Migrate } else { Schema::RequireCurrent }).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker = embedded.then(|| {
+        tracing::info!("embedded default: SQLite storage and an in-process worker");
+        tokio::spawn(worker::run(app.clone(), stopped(stop_rx.clone())))
+    });
+    serve(app, listener, stopped(stop_rx)).await?;
+    if let Some(worker) = worker {
+        worker.await?;
+    }
+    Ok(())
+}

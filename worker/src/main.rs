@@ -1,1 +1,53 @@
-fn main() {}
+//! `worker`: consumes the publish queue. Same environment as the api; any number may run at once.
+//! A shim over the library.
+
+use std::process::ExitCode;
+
+use shared::{
+    App,
+    app::Schema,
+    config::{Settings, Storage},
+    telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("worker: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(settings.log_format);
+    let schema = match settings.storage {
+        Storage::Embedded { .. } => Schema::Migrate,
+        Storage::External { .. } => Schema::RequireCurrent,
+    };
+    let app = match App::start(settings, schema).await {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("worker: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    worker::run(app, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM (Cloud Run) or Ctrl-C; in-flight jobs then finish and the rest stay queued.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received; finishing in-flight jobs");
+}

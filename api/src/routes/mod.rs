@@ -1,0 +1,19 @@
+//! HTTP routes, one file per OpenAPI tag. Handlers extract, make one call into `shared`, and map
+//! the result to a response.
+
+pub mod ops;
+pub mod posts;
+pub mod social_auth;
+
+use poem_openapi::Tags;
+
+/// OpenAPI tags.
+#[derive(Debug, Tags)]
+pub enum Tag {
+    /// Connecting platform accounts through OAuth.
+    SocialAuth,
+    /// Scheduling posts and following them.
+    Posts,
+    /// Liveness, readiness and metrics.
+    Operations,
+}

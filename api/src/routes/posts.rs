@@ -1,0 +1,170 @@
+//! `/api/v1/posts/*`: schedule posts and follow them.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use shared::{
+    App,
+    db::entities::post,
+    posts::{self, ScheduleRequest},
+};
+
+use super::Tag;
+use crate::{auth::BearerAuth, error::ApiError};
+
+/// Post routes.
+#[derive(Debug)]
+pub struct PostsApi;
+
+/// Schedule one post to one or more platforms.
+#[derive(Debug, Object)]
+pub struct ScheduleBody {
+    /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
+    pub campaign_id: String,
+    /// Platform names; one post is created per platform.
+    pub platforms: Vec<String>,
+    /// The text, counted per platform the way it counts (X: weighted, URLs as 23, limit 280).
+    pub content: String,
+    /// Hashtags, with or without `#`; appended to the text on a line of their own.
+    #[oai(default)]
+    pub hashtags: Vec<String>,
+    /// Media URLs (not yet supported: must be empty).
+    #[oai(default)]
+    pub media_urls: Vec<String>,
+    /// When to publish: RFC 3339 with an offset (`2030-01-01T09:00:00Z`); naive times are refused.
+    pub scheduled_time: String,
+}
+
+/// A scheduled post.
+#[derive(Debug, Object)]
+pub struct Post {
+    /// Post id (UUID).
+    pub id: String,
+    /// Id shared by the posts one request created.
+    pub group_id: String,
+    /// The campaign.
+    pub campaign_id: String,
+    /// The platform.
+    pub platform: String,
+    /// The text.
+    pub content: String,
+    /// Hashtags, without `#`.
+    pub hashtags: Vec<String>,
+    /// Media URLs.
+    pub media_urls: Vec<String>,
+    /// When it is to be published (UTC).
+    pub scheduled_time: DateTime<Utc>,
+    /// `pending`, `publishing`, `posted`, `failed`, `cancelled`, `retrying` or `unknown`.
+    pub status: String,
+    /// The platform's id of the post, once posted.
+    pub platform_post_id: Option<String>,
+    /// Why the last attempt failed, in the platform's words where it gave some.
+    pub posting_error: Option<String>,
+    /// `unauthorized`, `rate_limited`, `transient`, `rejected`, `unknown` or `not_connected`.
+    pub error_kind: Option<String>,
+    /// Attempts that failed and were retried.
+    pub retry_count: i32,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the platform accepted it.
+    pub published_at: Option<DateTime<Utc>>,
+    /// When it was scheduled.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<post::Model> for Post {
+    fn from(row: post::Model) -> Self {
+        Self {
+            id: row.id,
+            group_id: row.group_id,
+            campaign_id: row.campaign_id,
+            platform: row.platform,
+            content: row.post_content,
+            hashtags: serde_json::from_value(row.hashtags).unwrap_or_default(),
+            media_urls: serde_json::from_value(row.media_urls).unwrap_or_default(),
+            scheduled_time: row.scheduled_time,
+            status: row.status,
+            platform_post_id: row.platform_post_id,
+            posting_error: row.posting_error,
+            error_kind: row.error_kind,
+            retry_count: row.retry_count,
+            next_attempt_at: row.next_attempt_at,
+            published_at: row.published_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The posts a schedule request created.
+#[derive(Debug, Object)]
+pub struct Scheduled {
+    /// Shared by these posts.
+    pub group_id: String,
+    /// One per platform.
+    pub posts: Vec<Post>,
+}
+
+/// Scheduled.
+#[derive(Debug, ApiResponse)]
+pub enum ScheduleResponse {
+    /// The posts were stored and queued.
+    #[oai(status = 201)]
+    Created(Json<Scheduled>),
+}
+
+/// The posts of a campaign.
+#[derive(Debug, Object)]
+pub struct CampaignPosts {
+    /// The campaign.
+    pub campaign_id: String,
+    /// Its posts, by scheduled time.
+    pub posts: Vec<Post>,
+}
+
+#[OpenApi(prefix_path = "/api/v1/posts", tag = "Tag::Posts")]
+impl PostsApi {
+    /// Schedule a post to one or more connected platforms.
+    #[oai(path = "/schedule", method = "post")]
+    async fn schedule(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        body: Json<ScheduleBody>,
+    ) -> Result<ScheduleResponse, ApiError> {
+        let body = body.0;
+        let request = ScheduleRequest {
+            campaign_id: body.campaign_id,
+            platforms: body.platforms,
+            content: body.content,
+            hashtags: body.hashtags,
+            media_urls: body.media_urls,
+            scheduled_time: body.scheduled_time,
+        };
+        let rows = posts::schedule(&app, &auth.0.id, request).await?;
+        let group_id = rows.first().map(|r| r.group_id.clone()).unwrap_or_default();
+        Ok(ScheduleResponse::Created(Json(Scheduled { group_id, posts: rows.into_iter().map(Post::from).collect() })))
+    }
+
+    /// The user's posts of a campaign.
+    #[oai(path = "/scheduled/:campaign_id", method = "get")]
+    async fn campaign(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        campaign_id: Path<String>,
+    ) -> Result<Json<CampaignPosts>, ApiError> {
+        let rows = posts::list_campaign(&app, &auth.0.id, &campaign_id).await?;
+        Ok(Json(CampaignPosts { campaign_id: campaign_id.0, posts: rows.into_iter().map(Post::from).collect() }))
+    }
+
+    /// One post of the user.
+    #[oai(path = "/:post_id", method = "get")]
+    async fn get(&self, app: Data<&Arc<App>>, auth: BearerAuth, post_id: Path<String>) -> Result<Json<Post>, ApiError> {
+        Ok(Json(posts::get(&app, &auth.0.id, &post_id).await?.into()))
+    }
+}

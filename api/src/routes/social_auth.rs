@@ -1,0 +1,248 @@
+//! `/api/v1/auth/social/*`: connect platform accounts through OAuth and report on them.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, param::Query, payload::Html, payload::Json};
+use shared::{
+    App,
+    connect::{self, CallbackError, CallbackParams, State},
+    db::{connections::Upserted, entities::connection},
+    domain::Platform,
+};
+
+use super::Tag;
+use crate::{auth::BearerAuth, error::ApiError};
+
+/// Social auth routes.
+#[derive(Debug)]
+pub struct SocialAuthApi;
+
+/// Start connecting a platform.
+#[derive(Debug, Object)]
+pub struct InitiateRequest {
+    /// `linkedin`, `twitter` (or `x`), `instagram`, `facebook` or `tiktok`.
+    pub platform: String,
+    /// Optional; when sent it must equal `{BACKEND_URL}/api/v1/auth/social/callback/{platform}`.
+    pub callback_url: Option<String>,
+}
+
+/// Where to send the user.
+#[derive(Debug, Object)]
+pub struct InitiateResponse {
+    /// The platform's consent page; open it in a popup.
+    pub oauth_url: String,
+    /// The single-use state in that URL.
+    pub state: String,
+    /// When the state stops being accepted (10 minutes).
+    pub expires_at: DateTime<Utc>,
+    /// The platform.
+    pub platform: String,
+}
+
+/// A connected account. Tokens are never returned.
+#[derive(Debug, Object)]
+pub struct Connection {
+    /// Connection id.
+    pub id: i64,
+    /// The platform.
+    pub platform: String,
+    /// The account's id on the platform.
+    pub platform_user_id: String,
+    /// The account's username on the platform.
+    pub platform_username: Option<String>,
+    /// `active`, `expired`, `revoked` or `error`.
+    pub connection_status: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// When the access token expires.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// The last problem with this connection.
+    pub last_error: Option<String>,
+    /// When it was first connected.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<connection::Model> for Connection {
+    fn from(row: connection::Model) -> Self {
+        Self {
+            id: row.id,
+            platform: row.platform,
+            platform_user_id: row.platform_user_id,
+            platform_username: row.platform_username,
+            connection_status: row.connection_status,
+            scopes: serde_json::from_value(row.scopes).unwrap_or_default(),
+            token_expires_at: row.token_expires_at,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The user's connections.
+#[derive(Debug, Object)]
+pub struct Connections {
+    /// One per connected platform.
+    pub connections: Vec<Connection>,
+}
+
+/// One platform's state for the user.
+#[derive(Debug, Object)]
+pub struct PlatformStatus {
+    /// The platform.
+    pub platform: String,
+    /// `not_configured`, `disconnected`, `active`, `expiring`, `expired`, `revoked` or `error`.
+    pub status: String,
+    /// The connected username.
+    pub username: Option<String>,
+    /// When the access token expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last problem.
+    pub last_error: Option<String>,
+}
+
+/// Every platform's state for the user.
+#[derive(Debug, Object)]
+pub struct StatusResponse {
+    /// All five platforms, in a fixed order.
+    pub platforms: Vec<PlatformStatus>,
+}
+
+/// Whether a platform can be connected on this server.
+#[derive(Debug, Object)]
+pub struct PlatformAvailability {
+    /// The platform.
+    pub platform: String,
+    /// Whether the server has credentials for it.
+    pub configured: bool,
+}
+
+/// Health of the social auth service.
+#[derive(Debug, Object)]
+pub struct HealthResponse {
+    /// `ok`, or `degraded` when the database does not answer.
+    pub status: String,
+    /// Platforms and whether they are configured.
+    pub platforms: Vec<PlatformAvailability>,
+}
+
+/// The popup page the platform redirects to.
+#[derive(Debug, ApiResponse)]
+pub enum CallbackPage {
+    /// Connected; the page tells the opener and closes.
+    #[oai(status = 200)]
+    Connected(Html<String>),
+    /// The authorization was refused or its state is invalid; the page tells the opener.
+    #[oai(status = 400)]
+    Refused(Html<String>),
+    /// The platform failed during the exchange.
+    #[oai(status = 502)]
+    PlatformFailed(Html<String>),
+    /// Herald failed.
+    #[oai(status = 500)]
+    Failed(Html<String>),
+}
+
+#[OpenApi(prefix_path = "/api/v1/auth/social", tag = "Tag::SocialAuth")]
+impl SocialAuthApi {
+    /// Start connecting a platform: returns the consent URL to open in a popup.
+    #[oai(path = "/initiate", method = "post")]
+    async fn initiate(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        body: Json<InitiateRequest>,
+    ) -> Result<Json<InitiateResponse>, ApiError> {
+        let platform = connect::parse_platform(&body.platform)?;
+        let started = connect::initiate(&app, &auth.0.id, platform, body.callback_url.as_deref()).await?;
+        Ok(Json(InitiateResponse {
+            oauth_url: started.oauth_url,
+            state: started.state,
+            expires_at: started.expires_at,
+            platform: platform.as_str().to_owned(),
+        }))
+    }
+
+    /// Where the platform sends the user back. Unauthenticated: the state identifies the user.
+    /// Answers an HTML page that posts the result to `FRONTEND_ORIGIN` and closes.
+    #[oai(path = "/callback/:platform", method = "get")]
+    async fn callback(
+        &self,
+        app: Data<&Arc<App>>,
+        platform: Path<String>,
+        code: Query<Option<String>>,
+        state: Query<Option<String>>,
+        error: Query<Option<String>>,
+        error_description: Query<Option<String>>,
+    ) -> CallbackPage {
+        let page = |platform: &str, result: Result<(Option<String>, Upserted), (&str, String)>| {
+            crate::popup::render(&app.settings, platform, result)
+        };
+        let Some(parsed) = Platform::parse(&platform) else {
+            return CallbackPage::Refused(Html(page(&platform, Err(("unknown_platform", "unknown platform".into())))));
+        };
+        let params = CallbackParams { code: code.0, state: state.0, error: error.0, error_description: error_description.0 };
+        let name = parsed.as_str();
+        match connect::callback(&app, parsed, params).await {
+            Ok(done) => CallbackPage::Connected(Html(page(name, Ok((done.username, done.outcome))))),
+            Err(CallbackError::InvalidState(message)) => {
+                tracing::info!(platform = name, reason = %message, "oauth callback refused");
+                CallbackPage::Refused(Html(page(name, Err(("invalid_state", message)))))
+            }
+            Err(CallbackError::Denied { code, message }) => {
+                tracing::info!(platform = name, error.code = %code, "oauth consent not granted");
+                CallbackPage::Refused(Html(page(name, Err((code.as_str(), message)))))
+            }
+            Err(CallbackError::Upstream(message)) => {
+                tracing::warn!(platform = name, error = %message, "oauth exchange failed");
+                CallbackPage::PlatformFailed(Html(page(name, Err(("platform_error", message)))))
+            }
+            Err(CallbackError::Internal(error)) => {
+                tracing::error!(platform = name, error = %error, "oauth callback failed");
+                CallbackPage::Failed(Html(page(name, Err(("internal_error", "internal error".into())))))
+            }
+        }
+    }
+
+    /// The user's connected accounts.
+    #[oai(path = "/connections", method = "get")]
+    async fn connections(&self, app: Data<&Arc<App>>, auth: BearerAuth) -> Result<Json<Connections>, ApiError> {
+        let rows = connect::list(&app, &auth.0.id).await?;
+        Ok(Json(Connections { connections: rows.into_iter().map(Connection::from).collect() }))
+    }
+
+    /// Every platform's state for the user, including platforms the server has not configured.
+    #[oai(path = "/status", method = "get")]
+    async fn status(&self, app: Data<&Arc<App>>, auth: BearerAuth) -> Result<Json<StatusResponse>, ApiError> {
+        let lines = connect::status(&app, &auth.0.id).await?;
+        let platforms = lines
+            .into_iter()
+            .map(|line| {
+                let connection = line.connection.filter(|_| line.state != State::NotConfigured);
+                PlatformStatus {
+                    platform: line.platform.as_str().to_owned(),
+                    status: line.state.as_str().to_owned(),
+                    username: connection.as_ref().and_then(|c| c.platform_username.clone()),
+                    expires_at: connection.as_ref().and_then(|c| c.token_expires_at),
+                    last_error: connection.and_then(|c| c.last_error),
+                }
+            })
+            .collect();
+        Ok(Json(StatusResponse { platforms }))
+    }
+
+    /// Health of the social auth service: database reachable, platforms configured.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self, app: Data<&Arc<App>>) -> Json<HealthResponse> {
+        let status = if app.db.ping().await.is_ok() { "ok" } else { "degraded" };
+        let platforms = Platform::ALL
+            .into_iter()
+            .map(|p| PlatformAvailability { platform: p.as_str().to_owned(), configured: app.platforms.get(p).is_some() })
+            .collect();
+        Json(HealthResponse { status: status.to_owned(), platforms })
+    }
+}
