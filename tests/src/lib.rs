@@ -1,1 +1,360 @@
-//! x
+//! End-to-end harness: starts the real api and worker (through their library entry points, on
+//! port 0) against the machine's real PostgreSQL and Redis, one database and one queue key prefix
+//! per test, with fake platform servers that record what they receive.
+
+pub mod fake_x;
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::Value;
+use shared::{
+    App,
+    app::Schema,
+    config::{Settings, Storage},
+};
+
+/// PostgreSQL admin URL (database `test`, trust auth); override with `HERALD_TEST_POSTGRES`.
+pub fn postgres_admin_url() -> String {
+    std::env::var("HERALD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Redis URL; override with `HERALD_TEST_REDIS`.
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A request a fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Headers, names lower-case.
+    pub headers: HashMap<String, String>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The body parsed as a form.
+    pub fn form(&self) -> HashMap<String, String> {
+        url::form_urlencoded::parse(self.body.as_bytes()).into_owned().collect()
+    }
+}
+
+/// Records every request of a fake.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<RecordedRequest>>>);
+
+impl Recorder {
+    /// Everything recorded.
+    pub fn all(&self) -> Vec<RecordedRequest> {
+        self.0.lock().expect("recorder").clone()
+    }
+}
+
+/// Serves a fake's routes on a free loopback port, recording each request; returns its base URL.
+pub async fn serve_fake(routes: impl Endpoint + 'static, recorder: Recorder) -> String {
+    let record = recorder.clone();
+    let endpoint = routes.around(move |next, mut req: Request| {
+        let record = record.clone();
+        async move {
+            let body = req.take_body().into_vec().await.unwrap_or_default();
+            record.0.lock().expect("recorder").push(RecordedRequest {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+                query: req.uri().query().unwrap_or("").to_owned(),
+                headers: req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            req.set_body(body);
+            Ok::<Response, poem::Error>(next.call(req).await?.into_response())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+    let addr = listener.local_addr().expect("fake addr");
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    format!("http://{addr}")
+}
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of this process (debug level for Herald's crates) so tests can check
+/// what was logged. Idempotent.
+pub fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogWriter(buffer.clone());
+        let filter = tracing_subscriber::EnvFilter::new("info,api=debug,worker=debug,shared=debug");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buffer
+    });
+}
+
+/// Everything logged so far.
+pub fn captured_logs() -> String {
+    LOGS.get().map(|b| String::from_utf8_lossy(&b.lock().expect("log buffer")).into_owned()).unwrap_or_default()
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where the app keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// PostgreSQL + Redis, api and a separate worker.
+    Production,
+    /// SQLite file + in-process worker (no `DATABASE_URL`).
+    Embedded,
+}
+
+/// A running Herald with a fake X.
+#[allow(missing_debug_implementations)]
+pub struct TestApp {
+    /// `http://127.0.0.1:{port}`.
+    pub base_url: String,
+    /// A client that does not follow redirects.
+    pub http: reqwest::Client,
+    /// The fake X.
+    pub x: fake_x::FakeX,
+    /// A direct database handle for assertions.
+    pub db: DatabaseConnection,
+    /// The settings the app runs with.
+    pub settings: Settings,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Postgres { database: String, redis_prefix: String },
+    Dir(std::path::PathBuf),
+}
+
+/// The settings of a test app (before it starts), for tests that need to change them.
+pub fn base_env(x: &fake_x::FakeX, backend_url: &str) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("AUTH_JWT_SECRET", "test-jwt-secret-0123456789abcdef0123456789"),
+        ("OAUTH_STATE_SECRET", "test-state-secret-0123456789abcdef012345678"),
+        ("BACKEND_URL", backend_url),
+        ("FRONTEND_ORIGIN", "http://frontend.test:3000"),
+        ("FRONTEND_URL", "http://frontend.test:3000/settings/connections"),
+        ("WORKER_POLL_INTERVAL_MS", "100"),
+        ("PUBLISH_RETRY_BASE_SECS", "1"),
+        ("PLATFORM_HTTP_TIMEOUT_SECS", "3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.insert("SOCIAL_TOKEN_ENCRYPTION_KEY".into(), fernet::Fernet::generate_key());
+    env.extend(x.env());
+    env
+}
+
+impl TestApp {
+    /// Starts Herald in `mode` with default test settings.
+    pub async fn spawn(mode: Mode) -> Self {
+        Self::spawn_with(mode, |_| {}).await
+    }
+
+    /// Starts Herald in `mode`, letting the test adjust the environment first.
+    pub async fn spawn_with(mode: Mode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        capture_logs();
+        let x = fake_x::FakeX::start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut env = base_env(&x, &base_url);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let cleanup = match mode {
+            Mode::Production => {
+                let database = format!("herald_test_{id}");
+                let admin = shared::db::connect(&postgres_admin_url(), 1).await.expect("connect to PostgreSQL");
+                admin.execute_unprepared(&format!("CREATE DATABASE {database}")).await.expect("create test database");
+                let mut url = url::Url::parse(&postgres_admin_url()).expect("postgres url");
+                url.set_path(&database);
+                env.insert("DATABASE_URL".into(), url.to_string());
+                env.insert("REDIS_URL".into(), redis_url());
+                let redis_prefix = format!("herald-test-{id}");
+                env.insert("HERALD_QUEUE_PREFIX".into(), redis_prefix.clone());
+                Cleanup::Postgres { database, redis_prefix }
+            }
+            Mode::Embedded => Cleanup::Dir(std::env::temp_dir().join(format!("herald-test-{id}"))),
+        };
+        adjust(&mut env);
+        let mut settings = Settings::from_map(&env).expect("test settings");
+        if let Cleanup::Dir(dir) = &cleanup {
+            std::fs::create_dir_all(dir).expect("temp dir");
+            settings.storage = Storage::Embedded { path: dir.join("herald.db") };
+        }
+
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut tasks = Vec::new();
+        let db = match mode {
+            Mode::Production => {
+                // `api migrate`, then the api and a worker as separate apps, as in production.
+                let migrated = App::start(settings.clone(), Schema::Migrate).await.expect("migrate");
+                let worker_app = App::start(settings.clone(), Schema::RequireCurrent).await.expect("worker app");
+                tasks.push(tokio::spawn(worker::run(worker_app, stopped(stop.clone()))));
+                migrated.db.clone()
+            }
+            Mode::Embedded => {
+                let Storage::Embedded { path } = &settings.storage else { unreachable!() };
+                // The api creates the file and migrates; this handle waits for it below.
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                shared::db::connect(&url, 2).await.expect("sqlite")
+            }
+        };
+        let api_settings = settings.clone();
+        let api_stop = stopped(stop.clone());
+        tasks.push(tokio::spawn(async move {
+            api::run(api_settings, listener, api_stop).await.expect("api runs");
+        }));
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let app = Self { base_url, http, x, db, settings, shutdown, tasks, cleanup };
+        wait_until(Duration::from_secs(20), "the api to answer /readyz", || async {
+            let response = app.http.get(app.url("/readyz")).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        app
+    }
+
+    /// An absolute URL of the api.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A bearer token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        shared::crypto::JwtKeys::new(&self.settings).sign(user, chrono::Duration::hours(1))
+    }
+
+    /// `GET` as `user`; returns the status and JSON body.
+    pub async fn get(&self, user: &str, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).bearer_auth(self.token(user)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST` JSON as `user`; returns the status and JSON body.
+    pub async fn post(&self, user: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.http.post(self.url(path)).bearer_auth(self.token(user)).json(body).send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts a connection: returns the `oauth_url` Herald answered with.
+    pub async fn initiate(&self, user: &str, platform: &str) -> String {
+        let (status, body) = self.post(user, "/api/v1/auth/social/initiate", &serde_json::json!({"platform": platform})).await;
+        assert_eq!(status, 200, "initiate: {body}");
+        body["oauth_url"].as_str().expect("oauth_url").to_owned()
+    }
+
+    /// Opens the consent URL the way a browser would: the fake platform consents and redirects;
+    /// returns the callback URL it redirected to.
+    pub async fn consent(&self, oauth_url: &str) -> String {
+        let response = self.http.get(oauth_url).send().await.expect("authorize");
+        assert_eq!(response.status().as_u16(), 302, "the fake platform refused the authorize request");
+        response.headers()[reqwest::header::LOCATION].to_str().expect("location").to_owned()
+    }
+
+    /// Follows a callback URL; returns the status and HTML.
+    pub async fn callback(&self, callback_url: &str) -> (u16, String) {
+        let response = self.http.get(callback_url).send().await.expect("callback");
+        (response.status().as_u16(), response.text().await.expect("html"))
+    }
+
+    /// Connects X for `user` end to end; returns the popup page.
+    pub async fn connect_x(&self, user: &str) -> String {
+        let oauth_url = self.initiate(user, "twitter").await;
+        let callback_url = self.consent(&oauth_url).await;
+        let (status, html) = self.callback(&callback_url).await;
+        assert_eq!(status, 200, "callback: {html}");
+        html
+    }
+
+    /// Waits until a post of `user` has one of `statuses`; returns it.
+    pub async fn wait_for_post(&self, user: &str, post_id: &str, statuses: &[&str], timeout: Duration) -> Value {
+        wait_until(timeout, &format!("post {post_id} to reach {statuses:?}"), || async {
+            let (_, post) = self.get(user, &format!("/api/v1/posts/{post_id}")).await;
+            statuses.contains(&post["status"].as_str()?).then_some(post)
+        })
+        .await
+    }
+
+    /// Stops the api and worker and removes the test's database and queue keys.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        match self.cleanup {
+            Cleanup::Postgres { database, redis_prefix } => {
+                drop(self.db);
+                if let Ok(admin) = shared::db::connect(&postgres_admin_url(), 1).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{redis_prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            }
+            Cleanup::Dir(dir) => {
+                drop(self.db);
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
