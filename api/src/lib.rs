@@ -13,9 +13,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server,
+    http::StatusCode,
     http::{HeaderValue, header},
     listener::{Acceptor, TcpAcceptor},
-    http::StatusCode,
 };
 use poem_openapi::OpenApiService;
 use shared::{
@@ -66,7 +66,8 @@ pub fn endpoint(app: Arc<App>) -> impl Endpoint {
 /// to any request without `Content-Length`, GETs included, so it does not fit an API.)
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
-    match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+    {
         Some(length) if length > MAX_BODY_BYTES => return Err(too_large()),
         Some(_) => {}
         None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
@@ -94,7 +95,10 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let elapsed = started.elapsed();
     if let Some(app) = app {
-        app.metrics.http_requests.get_or_create(&shared::telemetry::HttpLabels { method: method.clone(), status }).inc();
+        app.metrics
+            .http_requests
+            .get_or_create(&shared::telemetry::HttpLabels { method: method.clone(), status })
+            .inc();
         app.metrics.http_latency.observe(elapsed.as_secs_f64());
     }
     // The path only: query strings can hold authorization codes and state.
@@ -103,7 +107,11 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     tracing::info!(addr = ?acceptor.local_addr(), "api listening");
     Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(endpoint(app), shutdown, Some(DRAIN_TIMEOUT)).await

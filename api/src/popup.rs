@@ -17,7 +17,11 @@ fn escape_html(text: &str) -> String {
 }
 
 /// Renders the popup page for a callback result.
-pub fn render(settings: &Settings, platform: &str, result: Result<(Option<String>, Upserted), (&str, String)>) -> String {
+pub fn render(
+    settings: &Settings,
+    platform: &str,
+    result: Result<(Option<String>, Upserted), (&str, String)>,
+) -> String {
     let (message, text) = match &result {
         Ok((username, outcome)) => {
             let outcome = match outcome {
@@ -27,7 +31,10 @@ pub fn render(settings: &Settings, platform: &str, result: Result<(Option<String
             };
             (
                 json!({"type": "herald:oauth", "platform": platform, "status": "connected", "username": username, "connection": outcome}),
-                format!("Connected {platform}{}. You can close this window.", username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default()),
+                format!(
+                    "Connected {platform}{}. You can close this window.",
+                    username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default()
+                ),
             )
         }
         Err((code, detail)) => (

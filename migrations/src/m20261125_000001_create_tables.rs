@@ -235,13 +235,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_oauth_states_expires")
-                    .table(S::Table)
-                    .col(S::ExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("ix_oauth_states_expires").table(S::Table).col(S::ExpiresAt).to_owned())
             .await?;
 
         use IdempotencyKeys as K;
@@ -260,13 +254,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_idempotency_created")
-                    .table(K::Table)
-                    .col(K::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("ix_idempotency_created").table(K::Table).col(K::CreatedAt).to_owned())
             .await
     }
 

@@ -76,7 +76,8 @@ impl App {
             Storage::External { database_url, redis_url, queue_prefix } => {
                 let db = db::connect(database_url.expose(), 20).await?;
                 check_schema(&db, schema).await?;
-                let conn = apalis_redis::connect(redis_url.expose()).await.map_err(|e| StartError::Redis(e.to_string()))?;
+                let conn =
+                    apalis_redis::connect(redis_url.expose()).await.map_err(|e| StartError::Redis(e.to_string()))?;
                 let config = apalis_redis::Config::default().queue(publish_queue_name(queue_prefix));
                 let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
                 let locks = RefreshLocks::Redis { conn, prefix: queue_prefix.clone() };

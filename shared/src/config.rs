@@ -159,8 +159,7 @@ impl Source for Env<'_> {
     }
 }
 
-const GENERATED_SECRETS: [&str; 3] =
-    ["AUTH_JWT_SECRET", "OAUTH_STATE_SECRET", "SOCIAL_TOKEN_ENCRYPTION_KEY"];
+const GENERATED_SECRETS: [&str; 3] = ["AUTH_JWT_SECRET", "OAUTH_STATE_SECRET", "SOCIAL_TOKEN_ENCRYPTION_KEY"];
 
 /// The file the embedded default keeps its generated secrets in.
 pub const SECRETS_FILE: &str = ".herald-secrets.env";
@@ -261,58 +260,54 @@ impl Settings {
 
     /// The OAuth redirect URI of a platform: `{BACKEND_URL}/api/v1/auth/social/callback/{platform}`.
     pub fn redirect_uri(&self, platform: Platform) -> String {
-        format!(
-            "{}/api/v1/auth/social/callback/{}",
-            self.backend_url.as_str().trim_end_matches('/'),
-            platform.as_str()
-        )
+        format!("{}/api/v1/auth/social/callback/{}", self.backend_url.as_str().trim_end_matches('/'), platform.as_str())
     }
 }
 
 /// Platform defaults: the production endpoints (PLATFORMS.md §0).
 fn platform_settings(env: &Env<'_>, platform: Platform) -> Result<PlatformSettings, ConfigError> {
     let (prefix, id_var, secret_var, auth, token, api) = match platform {
-            Platform::Linkedin => (
-                "LINKEDIN",
-                "LINKEDIN_CLIENT_ID",
-                "LINKEDIN_CLIENT_SECRET",
-                "https://www.linkedin.com/oauth/v2/authorization",
-                "https://www.linkedin.com/oauth/v2/accessToken",
-                "https://api.linkedin.com",
-            ),
-            Platform::Twitter => (
-                "TWITTER",
-                "TWITTER_CLIENT_ID",
-                "TWITTER_CLIENT_SECRET",
-                "https://x.com/i/oauth2/authorize",
-                "https://api.x.com/2/oauth2/token",
-                "https://api.x.com",
-            ),
-            Platform::Instagram => (
-                "INSTAGRAM",
-                "INSTAGRAM_CLIENT_ID",
-                "INSTAGRAM_CLIENT_SECRET",
-                "https://www.instagram.com/oauth/authorize",
-                "https://api.instagram.com/oauth/access_token",
-                "https://graph.instagram.com",
-            ),
-            Platform::Facebook => (
-                "FACEBOOK",
-                "FACEBOOK_APP_ID",
-                "FACEBOOK_APP_SECRET",
-                "https://www.facebook.com/v24.0/dialog/oauth",
-                "https://graph.facebook.com/v24.0/oauth/access_token",
-                "https://graph.facebook.com",
-            ),
-            Platform::Tiktok => (
-                "TIKTOK",
-                "TIKTOK_CLIENT_ID",
-                "TIKTOK_CLIENT_SECRET",
-                "https://www.tiktok.com/v2/auth/authorize/",
-                "https://open.tiktokapis.com/v2/oauth/token/",
-                "https://open.tiktokapis.com",
-            ),
-        };
+        Platform::Linkedin => (
+            "LINKEDIN",
+            "LINKEDIN_CLIENT_ID",
+            "LINKEDIN_CLIENT_SECRET",
+            "https://www.linkedin.com/oauth/v2/authorization",
+            "https://www.linkedin.com/oauth/v2/accessToken",
+            "https://api.linkedin.com",
+        ),
+        Platform::Twitter => (
+            "TWITTER",
+            "TWITTER_CLIENT_ID",
+            "TWITTER_CLIENT_SECRET",
+            "https://x.com/i/oauth2/authorize",
+            "https://api.x.com/2/oauth2/token",
+            "https://api.x.com",
+        ),
+        Platform::Instagram => (
+            "INSTAGRAM",
+            "INSTAGRAM_CLIENT_ID",
+            "INSTAGRAM_CLIENT_SECRET",
+            "https://www.instagram.com/oauth/authorize",
+            "https://api.instagram.com/oauth/access_token",
+            "https://graph.instagram.com",
+        ),
+        Platform::Facebook => (
+            "FACEBOOK",
+            "FACEBOOK_APP_ID",
+            "FACEBOOK_APP_SECRET",
+            "https://www.facebook.com/v24.0/dialog/oauth",
+            "https://graph.facebook.com/v24.0/oauth/access_token",
+            "https://graph.facebook.com",
+        ),
+        Platform::Tiktok => (
+            "TIKTOK",
+            "TIKTOK_CLIENT_ID",
+            "TIKTOK_CLIENT_SECRET",
+            "https://www.tiktok.com/v2/auth/authorize/",
+            "https://open.tiktokapis.com/v2/oauth/token/",
+            "https://open.tiktokapis.com",
+        ),
+    };
     let url_var = |suffix: &str, default: &str| -> Result<Url, ConfigError> {
         let name = format!("{prefix}_{suffix}");
         parse_url(&name, &env.get(&name).unwrap_or_else(|| default.to_owned()))
@@ -340,7 +335,9 @@ where
 {
     match env.get(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Malformed { name: name.to_owned(), reason: e.to_string() }),
+        Some(v) => {
+            v.parse().map_err(|e: T::Err| ConfigError::Malformed { name: name.to_owned(), reason: e.to_string() })
+        }
     }
 }
 
@@ -354,11 +351,9 @@ fn parse_url(name: &str, value: &str) -> Result<Url, ConfigError> {
 
 /// Fills missing embedded-default secrets from `path`, generating and appending any that the file
 /// lacks too. Values already in the environment win.
-fn load_or_generate_secrets(
-    vars: &mut HashMap<String, String>,
-    path: &std::path::Path,
-) -> Result<(), ConfigError> {
-    let file_err = |e: std::io::Error| ConfigError::SecretsFile { path: path.display().to_string(), reason: e.to_string() };
+fn load_or_generate_secrets(vars: &mut HashMap<String, String>, path: &std::path::Path) -> Result<(), ConfigError> {
+    let file_err =
+        |e: std::io::Error| ConfigError::SecretsFile { path: path.display().to_string(), reason: e.to_string() };
     let stored = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -415,7 +410,10 @@ mod tests {
     fn embedded_defaults() {
         let settings = Settings::from_map(&base()).expect("settings");
         assert!(matches!(settings.storage, Storage::Embedded { .. }));
-        assert_eq!(settings.redirect_uri(Platform::Twitter), "http://localhost:8080/api/v1/auth/social/callback/twitter");
+        assert_eq!(
+            settings.redirect_uri(Platform::Twitter),
+            "http://localhost:8080/api/v1/auth/social/callback/twitter"
+        );
         assert_eq!(settings.frontend_origin, "http://localhost:8080");
     }
 

@@ -42,7 +42,12 @@ pub fn parse_platform(name: &str) -> Result<Platform, Error> {
 }
 
 /// Starts connecting `platform` for `user_id`.
-pub async fn initiate(app: &App, user_id: &str, platform: Platform, callback_url: Option<&str>) -> Result<Initiated, Error> {
+pub async fn initiate(
+    app: &App,
+    user_id: &str,
+    platform: Platform,
+    callback_url: Option<&str>,
+) -> Result<Initiated, Error> {
     let client = app.platforms.get(platform).ok_or_else(|| Error::Conflict {
         code: "platform_not_configured",
         message: format!("{platform} is not configured on this server"),
@@ -130,8 +135,12 @@ impl From<sea_orm::DbErr> for CallbackError {
 /// Completes an authorization: consumes the state, exchanges the code, reads the identity and
 /// stores the connection.
 pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> Result<Connected, CallbackError> {
-    let state = params.state.as_deref().ok_or_else(|| CallbackError::InvalidState("the callback has no state".into()))?;
-    let hash = app.states.verify(state).ok_or_else(|| CallbackError::InvalidState("the state is not one Herald issued".into()))?;
+    let state =
+        params.state.as_deref().ok_or_else(|| CallbackError::InvalidState("the callback has no state".into()))?;
+    let hash = app
+        .states
+        .verify(state)
+        .ok_or_else(|| CallbackError::InvalidState("the state is not one Herald issued".into()))?;
     // Consumed before anything else, so a state works once whatever happens next.
     let pending = oauth_states::consume(&app.db, &hash)
         .await?
@@ -140,7 +149,10 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
         return Err(CallbackError::InvalidState("the authorization took longer than 10 minutes; start again".into()));
     }
     if pending.platform != platform.as_str() {
-        return Err(CallbackError::InvalidState(format!("the state was issued for {}, not {platform}", pending.platform)));
+        return Err(CallbackError::InvalidState(format!(
+            "the state was issued for {}, not {platform}",
+            pending.platform
+        )));
     }
     if let Some(code) = params.error {
         let message = params.error_description.unwrap_or_else(|| "the authorization was not granted".into());

@@ -68,8 +68,12 @@ impl JobQueue {
         let task = TaskBuilder::new(PublishPost::new(post_id)).run_at_timestamp(due_second(run_at)).build();
         let push = async {
             match self {
-                JobQueue::Redis(storage) => storage.clone().push_task(task).await.map_err(|e| QueueError(e.to_string())),
-                JobQueue::Sqlite(storage) => storage.clone().push_task(task).await.map_err(|e| QueueError(e.to_string())),
+                JobQueue::Redis(storage) => {
+                    storage.clone().push_task(task).await.map_err(|e| QueueError(e.to_string()))
+                }
+                JobQueue::Sqlite(storage) => {
+                    storage.clone().push_task(task).await.map_err(|e| QueueError(e.to_string()))
+                }
             }
         };
         tokio::time::timeout(Duration::from_secs(10), push).await.map_err(|_| QueueError("timed out".into()))?

@@ -4,15 +4,15 @@
 //! The api and worker crates are thin layers over this one: they parse requests or dequeue jobs,
 //! make one call in here, and translate the result.
 
+pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
-pub mod platforms;
-pub mod app;
 pub mod error;
 pub mod jobs;
 pub mod locks;
+pub mod platforms;
 pub mod telemetry;
 
 pub use app::App;

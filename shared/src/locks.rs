@@ -32,7 +32,9 @@ pub enum RefreshLocks {
 impl std::fmt::Debug for RefreshLocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RefreshLocks::Redis { prefix, .. } => f.debug_struct("Redis").field("prefix", prefix).finish_non_exhaustive(),
+            RefreshLocks::Redis { prefix, .. } => {
+                f.debug_struct("Redis").field("prefix", prefix).finish_non_exhaustive()
+            }
             RefreshLocks::Local(_) => f.write_str("Local"),
         }
     }

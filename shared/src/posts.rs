@@ -46,7 +46,10 @@ pub fn parse_campaign_id(id: &str) -> Result<String, ValidationError> {
 /// Parses a time that carries an offset; a naive local time is refused, never guessed.
 pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, ValidationError> {
     DateTime::parse_from_rfc3339(text.trim()).map(|t| t.to_utc()).map_err(|_| {
-        ValidationError::new(field, "must be an RFC 3339 time with an offset, such as 2030-01-01T09:00:00Z or 2030-01-01T10:00:00+01:00")
+        ValidationError::new(
+            field,
+            "must be an RFC 3339 time with an offset, such as 2030-01-01T09:00:00Z or 2030-01-01T10:00:00+01:00",
+        )
     })
 }
 
@@ -79,9 +82,9 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
     let mut rows = Vec::with_capacity(platforms.len());
     for platform in platforms {
         let content = PostContent::parse(platform, &request.content, &request.hashtags)?;
-        let connection = connections::find(&app.db, user_id, platform).await?.filter(|c| {
-            c.connection_status == ConnectionStatus::Active.as_str()
-        });
+        let connection = connections::find(&app.db, user_id, platform)
+            .await?
+            .filter(|c| c.connection_status == ConnectionStatus::Active.as_str());
         let Some(connection) = connection else {
             return Err(Error::Conflict {
                 code: "not_connected",

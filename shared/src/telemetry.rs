@@ -73,7 +73,11 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests by method and status", http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", http_latency.clone());
         registry.register("publish_jobs", "Publish jobs by platform and outcome", jobs.clone());
-        registry.register("publish_lateness_seconds", "Seconds from scheduled time to publication", publish_lateness.clone());
+        registry.register(
+            "publish_lateness_seconds",
+            "Seconds from scheduled time to publication",
+            publish_lateness.clone(),
+        );
         registry.register("token_refreshes", "Token refreshes by platform and outcome", token_refreshes.clone());
         Self { registry: Mutex::new(registry), http_requests, http_latency, jobs, publish_lateness, token_refreshes }
     }

@@ -41,7 +41,12 @@ fn platform_of(row: &Model) -> Result<Platform, TokenError> {
 /// platform's margin, or unconditionally with `force` (after the platform refused it). `seen` is
 /// the access-token ciphertext the caller already tried, so a forced refresh that another
 /// process already did is not repeated.
-pub async fn access_token(app: &App, connection_id: i64, force: bool, seen: Option<&str>) -> Result<AccessToken, TokenError> {
+pub async fn access_token(
+    app: &App,
+    connection_id: i64,
+    force: bool,
+    seen: Option<&str>,
+) -> Result<AccessToken, TokenError> {
     let row = connections::find_by_id(&app.db, connection_id)
         .await?
         .ok_or_else(|| TokenError::NotConnected("the account is not connected".into()))?;
@@ -80,10 +85,12 @@ async fn refresh_locked(
     if fresh(&row) {
         return decrypted(app, row);
     }
-    let client = app.platforms.get(platform).ok_or_else(|| TokenError::NotConnected(format!("{platform} is not configured")))?;
+    let client =
+        app.platforms.get(platform).ok_or_else(|| TokenError::NotConnected(format!("{platform} is not configured")))?;
     let Some(refresh_cipher) = row.refresh_token.clone() else {
         if row.token_expires_at.is_some_and(|at| at <= Utc::now()) {
-            let message = format!("the {platform} token expired and the platform issued no refresh token; reconnect the account");
+            let message =
+                format!("the {platform} token expired and the platform issued no refresh token; reconnect the account");
             connections::mark(&app.db, row.id, ConnectionStatus::Expired, &message).await?;
             return Err(TokenError::NotConnected(message));
         }
@@ -94,13 +101,22 @@ async fn refresh_locked(
         Ok(tokens) => {
             let access = app.cipher.encrypt(&tokens.access_token);
             let refresh = tokens.refresh_token.as_deref().map(|t| app.cipher.encrypt(t));
-            let row = connections::store_refreshed(&app.db, row, access, refresh, tokens.expires_at, tokens.refresh_expires_at).await?;
+            let row = connections::store_refreshed(
+                &app.db,
+                row,
+                access,
+                refresh,
+                tokens.expires_at,
+                tokens.refresh_expires_at,
+            )
+            .await?;
             app.metrics.refresh(platform.as_str(), "refreshed");
             tracing::info!(connection.id = connection_id, platform = %platform, "token refreshed");
             Ok(AccessToken { token: tokens.access_token, connection: row })
         }
         Err(error @ (PlatformError::Rejected(_) | PlatformError::Unauthorized(_))) => {
-            let message = format!("{platform} refused to refresh the token ({}); reconnect the account", error.message());
+            let message =
+                format!("{platform} refused to refresh the token ({}); reconnect the account", error.message());
             connections::mark(&app.db, row.id, ConnectionStatus::Expired, &message).await?;
             app.metrics.refresh(platform.as_str(), "refused");
             tracing::warn!(connection.id = connection_id, platform = %platform, error = %error.message(), "token refresh refused");
@@ -119,7 +135,9 @@ fn check_usable(row: &Model) -> Result<(), TokenError> {
         return Ok(());
     }
     Err(TokenError::NotConnected(
-        row.last_error.clone().unwrap_or_else(|| format!("the {} connection is {}", row.platform, row.connection_status)),
+        row.last_error
+            .clone()
+            .unwrap_or_else(|| format!("the {} connection is {}", row.platform, row.connection_status)),
     ))
 }
 

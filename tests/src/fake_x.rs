@@ -96,7 +96,10 @@ fn json(status: u16, body: serde_json::Value) -> Response {
 }
 
 fn unauthorized() -> Response {
-    json(401, serde_json::json!({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}))
+    json(
+        401,
+        serde_json::json!({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}),
+    )
 }
 
 fn form(body: &str) -> HashMap<String, String> {
@@ -106,7 +109,11 @@ fn form(body: &str) -> HashMap<String, String> {
 impl FakeX {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State { access_ttl_secs: 7200, next_id: 1_445_880_548_472_328_192, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            access_ttl_secs: 7200,
+            next_id: 1_445_880_548_472_328_192,
+            ..State::default()
+        }));
         let recorder = Recorder::default();
         let routes = Route::new()
             .at("/i/oauth2/authorize", poem::get(authorize))
@@ -178,7 +185,8 @@ impl FakeX {
 /// a code, as X does after the user clicks "Authorize app".
 #[handler]
 fn authorize(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
-    let query: HashMap<String, String> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     let get = |k: &str| query.get(k).cloned().unwrap_or_default();
     let bad = |m: &str| Response::builder().status(StatusCode::BAD_REQUEST).body(m.to_owned());
     if get("response_type") != "code" || get("client_id") != CLIENT_ID {
@@ -201,7 +209,12 @@ fn authorize(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
     let issued_at = state.now();
     state.codes.insert(
         code.clone(),
-        Code { challenge: get("code_challenge"), method: get("code_challenge_method"), redirect_uri: redirect_uri.clone(), issued_at },
+        Code {
+            challenge: get("code_challenge"),
+            method: get("code_challenge_method"),
+            redirect_uri: redirect_uri.clone(),
+            issued_at,
+        },
     );
     let mut location = url::Url::parse(&redirect_uri).expect("redirect uri");
     location.query_pairs_mut().append_pair("state", &state_param).append_pair("code", &code);
@@ -212,22 +225,38 @@ fn authorize(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
 async fn token_endpoint(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> Response {
     let expected = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
     if req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return json(401, serde_json::json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}));
+        return json(
+            401,
+            serde_json::json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}),
+        );
     }
-    let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return json(400, serde_json::json!({"error": "invalid_request", "error_description": "Content-Type must be form encoded"}));
+        return json(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "Content-Type must be form encoded"}),
+        );
     }
     let params = form(&body.into_string().await.unwrap_or_default());
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
     let mut state = state.lock().expect("fake state");
-    let invalid = |what: &str| json(400, serde_json::json!({"error": "invalid_request", "error_description": format!("Value passed for the {what} was invalid.")}));
+    let invalid = |what: &str| {
+        json(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": format!("Value passed for the {what} was invalid.")}),
+        )
+    };
     match get("grant_type").as_str() {
         "authorization_code" => {
             let Some(code) = state.codes.remove(&get("code")) else {
                 return invalid("authorization code");
             };
-            if state.now() - code.issued_at > chrono::Duration::seconds(30) || code.redirect_uri != get("redirect_uri") {
+            if state.now() - code.issued_at > chrono::Duration::seconds(30) || code.redirect_uri != get("redirect_uri")
+            {
                 return invalid("authorization code");
             }
             let verifier = get("code_verifier");
@@ -266,7 +295,8 @@ async fn token_endpoint(req: &Request, body: Body, state: Data<&Arc<Mutex<State>
 }
 
 fn bearer_valid(req: &Request, state: &State) -> bool {
-    let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let token =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     token.and_then(|t| state.access_tokens.get(t)).is_some_and(|expiry| *expiry > state.now())
 }
 
@@ -301,10 +331,18 @@ async fn tweets(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> R
     }
     let body: serde_json::Value = match serde_json::from_str(&body.into_string().await.unwrap_or_default()) {
         Ok(v) => v,
-        Err(_) => return json(400, serde_json::json!({"title": "Invalid Request", "detail": "body is not JSON", "status": 400})),
+        Err(_) => {
+            return json(
+                400,
+                serde_json::json!({"title": "Invalid Request", "detail": "body is not JSON", "status": 400}),
+            );
+        }
     };
     let Some(text) = body.get("text").and_then(|t| t.as_str()).map(str::to_owned) else {
-        return json(400, serde_json::json!({"title": "Invalid Request", "detail": "text or media is required", "status": 400}));
+        return json(
+            400,
+            serde_json::json!({"title": "Invalid Request", "detail": "text or media is required", "status": 400}),
+        );
     };
     let mut state = state.lock().expect("fake state");
     if state.tweets.iter().any(|(_, t)| *t == text) {

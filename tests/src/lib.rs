@@ -43,6 +43,8 @@ pub struct RecordedRequest {
     pub headers: HashMap<String, String>,
     /// Body as text.
     pub body: String,
+    /// When it arrived.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl RecordedRequest {
@@ -69,6 +71,7 @@ pub async fn serve_fake(routes: impl Endpoint + 'static, recorder: Recorder) -> 
     let endpoint = routes.around(move |next, mut req: Request| {
         let record = record.clone();
         async move {
+            let at = chrono::Utc::now();
             let body = req.take_body().into_vec().await.unwrap_or_default();
             record.0.lock().expect("recorder").push(RecordedRequest {
                 method: req.method().to_string(),
@@ -80,6 +83,7 @@ pub async fn serve_fake(routes: impl Endpoint + 'static, recorder: Recorder) -> 
                     .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                     .collect(),
                 body: String::from_utf8_lossy(&body).into_owned(),
+                at,
             });
             req.set_body(body);
             Ok::<Response, poem::Error>(next.call(req).await?.into_response())
@@ -286,14 +290,16 @@ impl TestApp {
 
     /// `POST` JSON as `user`; returns the status and JSON body.
     pub async fn post(&self, user: &str, path: &str, body: &Value) -> (u16, Value) {
-        let response = self.http.post(self.url(path)).bearer_auth(self.token(user)).json(body).send().await.expect("POST");
+        let response =
+            self.http.post(self.url(path)).bearer_auth(self.token(user)).json(body).send().await.expect("POST");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Starts a connection: returns the `oauth_url` Herald answered with.
     pub async fn initiate(&self, user: &str, platform: &str) -> String {
-        let (status, body) = self.post(user, "/api/v1/auth/social/initiate", &serde_json::json!({"platform": platform})).await;
+        let (status, body) =
+            self.post(user, "/api/v1/auth/social/initiate", &serde_json::json!({"platform": platform})).await;
         assert_eq!(status, 200, "initiate: {body}");
         body["oauth_url"].as_str().expect("oauth_url").to_owned()
     }
@@ -345,7 +351,11 @@ impl TestApp {
                 if let Ok(client) = redis::Client::open(redis_url())
                     && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 {
-                    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{redis_prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{redis_prefix}:*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
                     if !keys.is_empty() {
                         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                     }

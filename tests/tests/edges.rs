@@ -17,11 +17,8 @@ fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
 
 fn jwt(header: &Value, claims: &Value, secret: &str) -> String {
     use hmac::{Hmac, Mac};
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let signing_input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
     mac.update(signing_input.as_bytes());
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
@@ -43,11 +40,14 @@ async fn every_bad_bearer_token_is_401_in_the_json_shape() {
         ("basic scheme", Some(format!("Basic {}", URL_SAFE_NO_PAD.encode("alice:pw")))),
         ("expired", Some(format!("Bearer {}", jwt(&hs256, &json!({"sub": "alice", "exp": now - 3600}), &secret)))),
         ("wrong key", Some(format!("Bearer {}", jwt(&hs256, &valid_claims, "another-secret-0123456789abcdef0123")))),
-        ("alg none", Some(format!(
-            "Bearer {}.{}.",
-            URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
-            URL_SAFE_NO_PAD.encode(valid_claims.to_string())
-        ))),
+        (
+            "alg none",
+            Some(format!(
+                "Bearer {}.{}.",
+                URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
+                URL_SAFE_NO_PAD.encode(valid_claims.to_string())
+            )),
+        ),
         ("no sub", Some(format!("Bearer {}", jwt(&hs256, &json!({"exp": now + 600}), &secret)))),
         ("no exp", Some(format!("Bearer {}", jwt(&hs256, &json!({"sub": "alice"}), &secret)))),
         ("tampered", Some(format!("Bearer {}x", &good))),
@@ -70,7 +70,11 @@ async fn every_bad_bearer_token_is_401_in_the_json_shape() {
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
             assert_eq!(status, 401, "{name} {method} {path}: {body}");
-            assert_eq!(body, json!({"error": {"code": "unauthorized", "message": "a valid bearer token is required"}}), "{name}");
+            assert_eq!(
+                body,
+                json!({"error": {"code": "unauthorized", "message": "a valid bearer token is required"}}),
+                "{name}"
+            );
         }
     }
     let response = app
@@ -94,12 +98,14 @@ async fn oauth_state_and_redirect_rules() {
         app.url("/api/v1/auth/social/callback/twitter/"),
         app.url("/api/v1/auth/social/callback/linkedin"),
     ] {
-        let (status, body) =
-            app.post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "twitter", "callback_url": foreign})).await;
+        let (status, body) = app
+            .post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "twitter", "callback_url": foreign}))
+            .await;
         assert_error(status, &body, 400, "invalid_callback_url");
     }
     let exact = app.url("/api/v1/auth/social/callback/twitter");
-    let (status, _) = app.post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "x", "callback_url": exact})).await;
+    let (status, _) =
+        app.post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "x", "callback_url": exact})).await;
     assert_eq!(status, 200);
     let (status, body) = app.post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "myspace"})).await;
     assert_error(status, &body, 400, "unknown_platform");
@@ -119,7 +125,10 @@ async fn oauth_state_and_redirect_rules() {
     app.db
         .execute_raw(Statement::from_string(
             app.db.get_database_backend(),
-            format!("UPDATE oauth_states SET expires_at = '{}'", (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339()),
+            format!(
+                "UPDATE oauth_states SET expires_at = '{}'",
+                (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339()
+            ),
         ))
         .await
         .expect("age state");
@@ -144,7 +153,13 @@ async fn oauth_state_and_redirect_rules() {
 
     // The user declines at X.
     let oauth_url = app.initiate("carol", "twitter").await;
-    let state = url::Url::parse(&oauth_url).expect("url").query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+    let state = url::Url::parse(&oauth_url)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .expect("state")
+        .1
+        .into_owned();
     let declined = format!(
         "{}?error=access_denied&error_description=The+user+denied&state={}",
         app.url("/api/v1/auth/social/callback/twitter"),
@@ -184,9 +199,13 @@ async fn scheduling_validates_at_the_edge_and_scopes_to_the_user() {
     assert!(body["error"]["message"].as_str().expect("message").contains("281"), "{body}");
     // 257 letters and a long URL weigh 257 + 1 + 23 = 281; one letter less fits.
     let url = format!("https://example.com/{}", "p".repeat(100));
-    let (status, _) = app.post("alice", "/api/v1/posts/schedule", &schedule(format!("{} {url}", "b".repeat(257)), later.clone())).await;
+    let (status, _) = app
+        .post("alice", "/api/v1/posts/schedule", &schedule(format!("{} {url}", "b".repeat(257)), later.clone()))
+        .await;
     assert_eq!(status, 422);
-    let (status, body) = app.post("alice", "/api/v1/posts/schedule", &schedule(format!("{} {url}", "b".repeat(256)), later.clone())).await;
+    let (status, body) = app
+        .post("alice", "/api/v1/posts/schedule", &schedule(format!("{} {url}", "b".repeat(256)), later.clone()))
+        .await;
     assert_eq!(status, 201, "{body}");
     let alice_post = body["posts"][0]["id"].as_str().expect("id").to_owned();
 
@@ -199,15 +218,27 @@ async fn scheduling_validates_at_the_edge_and_scopes_to_the_user() {
     let (status, body) = app.post("alice", "/api/v1/posts/schedule", &schedule("hi".into(), past)).await;
     assert_error(status, &body, 422, "validation_failed");
     let (status, body) = app
-        .post("alice", "/api/v1/posts/schedule", &json!({"campaign_id": "c 1", "platforms": ["twitter"], "content": "x", "scheduled_time": later}))
+        .post(
+            "alice",
+            "/api/v1/posts/schedule",
+            &json!({"campaign_id": "c 1", "platforms": ["twitter"], "content": "x", "scheduled_time": later}),
+        )
         .await;
     assert_error(status, &body, 422, "validation_failed");
     let (status, body) = app
-        .post("alice", "/api/v1/posts/schedule", &json!({"campaign_id": "c1", "platforms": ["myspace"], "content": "x", "scheduled_time": later}))
+        .post(
+            "alice",
+            "/api/v1/posts/schedule",
+            &json!({"campaign_id": "c1", "platforms": ["myspace"], "content": "x", "scheduled_time": later}),
+        )
         .await;
     assert_error(status, &body, 422, "validation_failed");
     let (status, body) = app
-        .post("alice", "/api/v1/posts/schedule", &json!({"campaign_id": "c1", "platforms": ["twitter"], "scheduled_time": later}))
+        .post(
+            "alice",
+            "/api/v1/posts/schedule",
+            &json!({"campaign_id": "c1", "platforms": ["twitter"], "scheduled_time": later}),
+        )
         .await;
     assert_error(status, &body, 400, "bad_request");
     let response = app

@@ -25,7 +25,10 @@ async fn stored_secrets(app: &TestApp) -> Vec<String> {
         .expect("query connections");
     rows.iter()
         .flat_map(|row| {
-            [row.try_get::<String>("", "access_token").expect("access"), row.try_get::<String>("", "refresh_token").expect("refresh")]
+            [
+                row.try_get::<String>("", "access_token").expect("access"),
+                row.try_get::<String>("", "refresh_token").expect("refresh"),
+            ]
         })
         .collect()
 }
@@ -89,8 +92,10 @@ async fn full_path(mode: Mode) {
     assert_eq!(tweets[0].1, "Hello from Herald\n\n#rust");
 
     // Never before its time: X received it after the scheduled instant.
-    let scheduled: DateTime<Utc> = DateTime::parse_from_rfc3339(posted["scheduled_time"].as_str().expect("time")).expect("rfc3339").to_utc();
-    let published: DateTime<Utc> = DateTime::parse_from_rfc3339(posted["published_at"].as_str().expect("time")).expect("rfc3339").to_utc();
+    let scheduled: DateTime<Utc> =
+        DateTime::parse_from_rfc3339(posted["scheduled_time"].as_str().expect("time")).expect("rfc3339").to_utc();
+    let published: DateTime<Utc> =
+        DateTime::parse_from_rfc3339(posted["published_at"].as_str().expect("time")).expect("rfc3339").to_utc();
     assert!(published >= scheduled, "published {published} before {scheduled}");
 
     let (status, campaign) = app.get("alice", "/api/v1/posts/scheduled/launch-1").await;

@@ -185,7 +185,8 @@ impl SocialAuthApi {
         let Some(parsed) = Platform::parse(&platform) else {
             return CallbackPage::Refused(Html(page(&platform, Err(("unknown_platform", "unknown platform".into())))));
         };
-        let params = CallbackParams { code: code.0, state: state.0, error: error.0, error_description: error_description.0 };
+        let params =
+            CallbackParams { code: code.0, state: state.0, error: error.0, error_description: error_description.0 };
         let name = parsed.as_str();
         match connect::callback(&app, parsed, params).await {
             Ok(done) => CallbackPage::Connected(Html(page(name, Ok((done.username, done.outcome))))),
@@ -241,7 +242,10 @@ impl SocialAuthApi {
         let status = if app.db.ping().await.is_ok() { "ok" } else { "degraded" };
         let platforms = Platform::ALL
             .into_iter()
-            .map(|p| PlatformAvailability { platform: p.as_str().to_owned(), configured: app.platforms.get(p).is_some() })
+            .map(|p| PlatformAvailability {
+                platform: p.as_str().to_owned(),
+                configured: app.platforms.get(p).is_some(),
+            })
             .collect();
         Json(HealthResponse { status: status.to_owned(), platforms })
     }

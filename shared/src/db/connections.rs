@@ -95,11 +95,7 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
 
 /// The user's connection of a platform.
 pub async fn find<C: ConnectionTrait>(db: &C, user_id: &str, platform: Platform) -> Result<Option<Model>, DbErr> {
-    Entity::find()
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Platform.eq(platform.as_str()))
-        .one(db)
-        .await
+    Entity::find().filter(Column::UserId.eq(user_id)).filter(Column::Platform.eq(platform.as_str())).one(db).await
 }
 
 /// A connection by id (worker use: the post row carries the id).

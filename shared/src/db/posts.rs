@@ -132,10 +132,6 @@ pub async fn record(db: &DatabaseConnection, post_id: &str, outcome: Outcome) ->
 
 /// Deletes the posts of one scheduling request (used when it could not be enqueued).
 pub async fn delete_group(db: &DatabaseConnection, user_id: &str, group_id: &str) -> Result<(), DbErr> {
-    Entity::delete_many()
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::GroupId.eq(group_id))
-        .exec(db)
-        .await?;
+    Entity::delete_many().filter(Column::UserId.eq(user_id)).filter(Column::GroupId.eq(group_id)).exec(db).await?;
     Ok(())
 }

@@ -10,8 +10,7 @@
 use chrono::Utc;
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
-    TokenUrl,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
     basic::{BasicClient, BasicErrorResponse, BasicTokenResponse},
     http,
 };
@@ -26,6 +25,17 @@ type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointN
 pub(crate) enum ClientAuth {
     /// `Authorization: Basic base64(id:secret)` (X confidential clients).
     Basic,
+}
+
+/// How a platform runs the authorization-code flow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flow {
+    /// Client authentication at the token endpoint.
+    pub auth: ClientAuth,
+    /// Scopes requested at consent.
+    pub scopes: &'static [&'static str],
+    /// Whether to send a PKCE S256 challenge.
+    pub pkce: bool,
 }
 
 /// A configured OAuth client of one platform.
@@ -52,9 +62,7 @@ impl OAuthApp {
         client_id: &str,
         client_secret: &Secret,
         redirect_uri: String,
-        auth: ClientAuth,
-        scopes: &'static [&'static str],
-        pkce: bool,
+        flow: Flow,
         http: reqwest::Client,
     ) -> Self {
         // The URLs were parsed as URLs by the settings; oauth2's newtypes only re-wrap them.
@@ -63,10 +71,10 @@ impl OAuthApp {
             .set_auth_uri(AuthUrl::from_url(settings.auth_url.clone()))
             .set_token_uri(TokenUrl::from_url(settings.token_url.clone()))
             .set_redirect_uri(RedirectUrl::new(redirect_uri).expect("built from BACKEND_URL, a valid URL"))
-            .set_auth_type(match auth {
+            .set_auth_type(match flow.auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
             });
-        Self { client, http: Http(http), scopes, pkce }
+        Self { client, http: Http(http), scopes: flow.scopes, pkce: flow.pkce }
     }
 
     pub(crate) fn authorize(&self, state: &str) -> Authorization {
@@ -85,7 +93,11 @@ impl OAuthApp {
         Authorization { url: url.to_string(), pkce_verifier }
     }
 
-    pub(crate) async fn exchange_code(&self, code: &str, pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: Option<&str>,
+    ) -> Result<TokenSet, PlatformError> {
         let mut request = self.client.exchange_code(AuthorizationCode::new(code.to_owned()));
         if let Some(verifier) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));

@@ -15,14 +15,20 @@ use serde::Deserialize;
 
 use super::{
     Account, Authorization, Identity, Platform, PlatformError, Published, TokenSet,
-    oauth::{ClientAuth, OAuthApp, without_url},
+    oauth::{ClientAuth, Flow, OAuthApp, without_url},
 };
 use crate::{
     config::{PlatformSettings, Secret},
     domain::{self, PostContent},
 };
 
-const SCOPES: &[&str] = &["tweet.read", "tweet.write", "users.read", "media.write", "offline.access"];
+/// Confidential client (Basic auth), PKCE S256, and the minimal scopes for posting text and media
+/// and staying connected (`offline.access` is what makes X issue a refresh token).
+const FLOW: Flow = Flow {
+    auth: ClientAuth::Basic,
+    scopes: &["tweet.read", "tweet.write", "users.read", "media.write", "offline.access"],
+    pkce: true,
+};
 
 /// The X client.
 #[derive(Debug)]
@@ -42,7 +48,7 @@ impl XClient {
         http: reqwest::Client,
     ) -> Self {
         Self {
-            oauth: OAuthApp::new(settings, client_id, client_secret, redirect_uri, ClientAuth::Basic, SCOPES, true, http.clone()),
+            oauth: OAuthApp::new(settings, client_id, client_secret, redirect_uri, FLOW, http.clone()),
             http,
             api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
         }
@@ -157,8 +163,10 @@ impl Platform for XClient {
         if !response.status().is_success() {
             return Err(classify(response, Effect::Read).await);
         }
-        let user: Envelope<User> =
-            response.json().await.map_err(|_| PlatformError::Transient("X answered /2/users/me with an unexpected body".into()))?;
+        let user: Envelope<User> = response
+            .json()
+            .await
+            .map_err(|_| PlatformError::Transient("X answered /2/users/me with an unexpected body".into()))?;
         Ok(Identity { user_id: user.data.id, username: Some(user.data.username) })
     }
 
@@ -171,7 +179,12 @@ impl Platform for XClient {
         chrono::Duration::minutes(10)
     }
 
-    async fn publish(&self, access_token: &str, _account: &Account, content: &PostContent) -> Result<Published, PlatformError> {
+    async fn publish(
+        &self,
+        access_token: &str,
+        _account: &Account,
+        content: &PostContent,
+    ) -> Result<Published, PlatformError> {
         let response = self
             .http
             .post(format!("{}/2/tweets", self.api_base))

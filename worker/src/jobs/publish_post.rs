@@ -157,7 +157,9 @@ fn token_failure(app: &App, post: &post::Model, error: TokenError) -> Outcome {
     match error {
         TokenError::NotConnected(message) => Outcome::Failed { kind: ErrorKind::NotConnected, error: message },
         TokenError::Transient(message) => retry_or_fail(app, post, ErrorKind::Transient, message),
-        TokenError::Database(error) => retry_or_fail(app, post, ErrorKind::Transient, format!("database error: {error}")),
+        TokenError::Database(error) => {
+            retry_or_fail(app, post, ErrorKind::Transient, format!("database error: {error}"))
+        }
     }
 }
 
