@@ -78,7 +78,12 @@ impl App {
                 check_schema(&db, schema).await?;
                 let conn =
                     apalis_redis::connect(redis_url.expose()).await.map_err(|e| StartError::Redis(e.to_string()))?;
-                let config = apalis_redis::Config::default().queue(publish_queue_name(queue_prefix));
+                // A worker that dies is declared orphaned after `heartbeat * missed` and its jobs
+                // are re-enqueued by the others: 30 s instead of apalis's default 300 s.
+                let config = apalis_redis::Config::default()
+                    .queue(publish_queue_name(queue_prefix))
+                    .heartbeat_interval(std::time::Duration::from_secs(5))
+                    .missed_heartbeats(6);
                 let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
                 let locks = RefreshLocks::Redis { conn, prefix: queue_prefix.clone() };
                 (db, JobQueue::Redis(storage), locks)
