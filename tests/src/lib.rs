@@ -340,7 +340,14 @@ impl TestApp {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
+            let started = std::time::Instant::now();
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+            // A slow drain is a shutdown bug worth seeing; show the last log lines with it.
+            if started.elapsed() > Duration::from_secs(5) {
+                let logs = captured_logs();
+                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+                eprintln!("slow stop: {:?}; last log lines, newest first:\n{}", started.elapsed(), tail.join("\n"));
+            }
         }
         match self.cleanup {
             Cleanup::Postgres { database, redis_prefix } => {

@@ -84,6 +84,20 @@ async fn full_path(mode: Mode) {
     assert_eq!(post["status"], "pending");
     let post_id = post["id"].as_str().expect("id").to_owned();
 
+    // The queue carries the post id only.
+    if let shared::config::Storage::External { queue_prefix, .. } = &app.settings.storage {
+        let client = redis::Client::open(tests::redis_url()).expect("redis");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
+        let payloads: Vec<Vec<u8>> = redis::cmd("HVALS")
+            .arg(format!("{queue_prefix}:publish:data"))
+            .query_async(&mut conn)
+            .await
+            .expect("HVALS");
+        assert_eq!(payloads.len(), 1);
+        let payload: serde_json::Value = serde_json::from_slice(&payloads[0]).expect("json payload");
+        assert_eq!(payload, json!({"v": 1, "post_id": post_id}));
+    }
+
     let posted = app.wait_for_post("alice", &post_id, &["posted", "failed", "unknown"], Duration::from_secs(30)).await;
     assert_eq!(posted["status"], "posted", "{posted}");
     let tweets = app.x.tweets();
@@ -97,6 +111,13 @@ async fn full_path(mode: Mode) {
     let published: DateTime<Utc> =
         DateTime::parse_from_rfc3339(posted["published_at"].as_str().expect("time")).expect("rfc3339").to_utc();
     assert!(published >= scheduled, "published {published} before {scheduled}");
+
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"herald_http_requests_total{method="POST",status="201"} 1"#), "{metrics}");
+    if mode == Mode::Embedded {
+        // The in-process worker shares the api's metrics.
+        assert!(metrics.contains(r#"herald_publish_jobs_total{platform="twitter",outcome="posted"} 1"#), "{metrics}");
+    }
 
     let (status, campaign) = app.get("alice", "/api/v1/posts/scheduled/launch-1").await;
     assert_eq!(status, 200);
