@@ -24,6 +24,25 @@ async fn exec(app: &TestApp, sql: &str) {
     app.db.execute_raw(Statement::from_string(app.db.get_database_backend(), sql.to_owned())).await.expect(sql);
 }
 
+/// Makes the stored access token expire at `now + offset`, with X already refusing it.
+async fn expire_token(app: &TestApp, offset: chrono::Duration) {
+    app.x.expire_access_tokens();
+    let at = (Utc::now() + offset).to_rfc3339();
+    exec(app, &format!("UPDATE social_media_connections SET token_expires_at = '{at}'")).await;
+}
+
+/// Alice's line of `/status` for X.
+async fn twitter_status(app: &TestApp) -> Value {
+    let (_, status) = app.get("alice", "/api/v1/auth/social/status").await;
+    status["platforms"]
+        .as_array()
+        .expect("platforms")
+        .iter()
+        .find(|p| p["platform"] == "twitter")
+        .cloned()
+        .expect("twitter")
+}
+
 async fn stored_refresh_token(app: &TestApp) -> String {
     let row = app
         .db
@@ -45,15 +64,7 @@ async fn expiring_token_is_refreshed_once_with_rotation() {
     app.connect_x("alice").await;
     let before = stored_refresh_token(&app).await;
     // X's tokens are now dead and Herald's row says they expire in a minute (inside the margin).
-    app.x.expire_access_tokens();
-    exec(
-        &app,
-        &format!(
-            "UPDATE social_media_connections SET token_expires_at = '{}'",
-            (Utc::now() + chrono::Duration::minutes(1)).to_rfc3339()
-        ),
-    )
-    .await;
+    expire_token(&app, chrono::Duration::minutes(1)).await;
 
     // Five posts due in the same second race for the token: one refresh serves them all.
     let at = Utc::now() + chrono::Duration::seconds(1);
@@ -76,14 +87,7 @@ async fn expiring_token_is_refreshed_once_with_rotation() {
     assert_eq!(app.x.spent_refresh_tokens().len(), 1);
     let after = stored_refresh_token(&app).await;
     assert_ne!(before, after, "the rotated refresh token was stored");
-    let (_, status) = app.get("alice", "/api/v1/auth/social/status").await;
-    let twitter = status["platforms"]
-        .as_array()
-        .expect("platforms")
-        .iter()
-        .find(|p| p["platform"] == "twitter")
-        .cloned()
-        .expect("twitter");
+    let twitter = twitter_status(&app).await;
     assert_eq!(twitter["status"], "active");
     app.stop().await;
 }
@@ -95,26 +99,11 @@ async fn refused_refresh_marks_the_connection_expired_and_fails_the_post() {
     // Keep the refresh token Herald holds now: once Herald has rotated it, X refuses it (400), as
     // it refuses any reused refresh token.
     let old = stored_refresh_token(&app).await;
-    app.x.expire_access_tokens();
-    exec(
-        &app,
-        &format!(
-            "UPDATE social_media_connections SET token_expires_at = '{}'",
-            (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339()
-        ),
-    )
-    .await;
+    expire_token(&app, chrono::Duration::minutes(-1)).await;
     let first = schedule(&app, "alice", "first", Utc::now()).await;
     assert_eq!(app.wait_for_post("alice", &first, TERMINAL, Duration::from_secs(30)).await["status"], "posted");
-    app.x.expire_access_tokens();
-    exec(
-        &app,
-        &format!(
-            "UPDATE social_media_connections SET refresh_token = '{old}', token_expires_at = '{}'",
-            (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339()
-        ),
-    )
-    .await;
+    exec(&app, &format!("UPDATE social_media_connections SET refresh_token = '{old}'")).await;
+    expire_token(&app, chrono::Duration::minutes(-1)).await;
     let second = schedule(&app, "alice", "second", Utc::now()).await;
     let post = app.wait_for_post("alice", &second, TERMINAL, Duration::from_secs(30)).await;
     assert_eq!(post["status"], "failed", "{post}");
@@ -123,14 +112,7 @@ async fn refused_refresh_marks_the_connection_expired_and_fails_the_post() {
         post["posting_error"].as_str().expect("error").contains("Value passed for the token was invalid"),
         "{post}"
     );
-    let (_, status) = app.get("alice", "/api/v1/auth/social/status").await;
-    let twitter = status["platforms"]
-        .as_array()
-        .expect("platforms")
-        .iter()
-        .find(|p| p["platform"] == "twitter")
-        .cloned()
-        .expect("twitter");
+    let twitter = twitter_status(&app).await;
     assert_eq!(twitter["status"], "expired", "{twitter}");
     assert!(twitter["last_error"].as_str().expect("last_error").contains("reconnect"));
     assert_eq!(app.x.tweets().len(), 1);

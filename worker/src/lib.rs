@@ -34,25 +34,21 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
         // backend while the old registration is still within its heartbeat window.
         let name = format!("herald-publish-{}", uuid::Uuid::new_v4());
         tracing::info!(worker.name = %name, "publish consumer starting");
+        // The two backends are different types behind the same builder calls.
+        macro_rules! consume {
+            ($storage:expr) => {
+                WorkerBuilder::new(name)
+                    .backend($storage.clone().poll_with_interval(poll))
+                    .data(app.clone())
+                    .concurrency(concurrency)
+                    .build(jobs::publish_post::handle)
+                    .run_until(signal)
+                    .await
+            };
+        }
         let result = match &app.queue {
-            JobQueue::Redis(storage) => {
-                WorkerBuilder::new(name)
-                    .backend(storage.clone().poll_with_interval(poll))
-                    .data(app.clone())
-                    .concurrency(concurrency)
-                    .build(jobs::publish_post::handle)
-                    .run_until(signal)
-                    .await
-            }
-            JobQueue::Sqlite(storage) => {
-                WorkerBuilder::new(name)
-                    .backend(storage.clone().poll_with_interval(poll))
-                    .data(app.clone())
-                    .concurrency(concurrency)
-                    .build(jobs::publish_post::handle)
-                    .run_until(signal)
-                    .await
-            }
+            JobQueue::Redis(storage) => consume!(storage),
+            JobQueue::Sqlite(storage) => consume!(storage),
         };
         if *stop_rx.borrow() {
             break;

@@ -138,6 +138,12 @@ fn network_error(error: &reqwest::Error, effect: Effect) -> PlatformError {
     }
 }
 
+/// Sends a request to X; a failure or a non-2xx answer comes back classified.
+async fn send(request: reqwest::RequestBuilder, effect: Effect) -> Result<Response, PlatformError> {
+    let response = request.send().await.map_err(|e| network_error(&e, effect))?;
+    if response.status().is_success() { Ok(response) } else { Err(classify(response, effect).await) }
+}
+
 #[async_trait]
 impl Platform for XClient {
     fn id(&self) -> domain::Platform {
@@ -153,16 +159,8 @@ impl Platform for XClient {
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
-        let response = self
-            .http
-            .get(format!("{}/2/users/me", self.api_base))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .map_err(|e| network_error(&e, Effect::Read))?;
-        if !response.status().is_success() {
-            return Err(classify(response, Effect::Read).await);
-        }
+        let request = self.http.get(format!("{}/2/users/me", self.api_base)).bearer_auth(access_token);
+        let response = send(request, Effect::Read).await?;
         let user: Envelope<User> = response
             .json()
             .await
@@ -185,17 +183,12 @@ impl Platform for XClient {
         _account: &Account,
         content: &PostContent,
     ) -> Result<Published, PlatformError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/2/tweets", self.api_base))
             .bearer_auth(access_token)
-            .json(&serde_json::json!({ "text": content.rendered() }))
-            .send()
-            .await
-            .map_err(|e| network_error(&e, Effect::Write))?;
-        if !response.status().is_success() {
-            return Err(classify(response, Effect::Write).await);
-        }
+            .json(&serde_json::json!({ "text": content.rendered() }));
+        let response = send(request, Effect::Write).await?;
         // X answered 2xx, so the post exists; a body we cannot read leaves its id unknown.
         let tweet: Envelope<Tweet> = response
             .json()
