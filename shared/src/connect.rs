@@ -273,3 +273,68 @@ pub async fn status(app: &App, user_id: &str) -> Result<Vec<PlatformStatus>, Err
 pub async fn list(app: &App, user_id: &str) -> Result<Vec<connection::Model>, Error> {
     Ok(connections::list_for_user(&app.db, user_id).await?)
 }
+
+/// What revoking at the platform did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The platform revoked Herald's access.
+    Revoked,
+    /// The platform has no revocation endpoint; the user can remove the app in its settings.
+    NotSupported,
+    /// Revocation failed; the stored tokens were deleted anyway.
+    Failed(String),
+}
+
+/// The result of a disconnect.
+#[derive(Debug)]
+pub struct Disconnected {
+    /// What the platform said.
+    pub revocation: Revocation,
+    /// Waiting posts that were failed as `not_connected`.
+    pub posts_failed: u64,
+}
+
+/// Disconnects a platform: revokes at the platform where it can, then deletes the stored tokens
+/// (even when revocation failed) and fails the platform's waiting posts, in one transaction.
+pub async fn disconnect(app: &App, user_id: &str, platform: Platform) -> Result<Disconnected, Error> {
+    let row = connections::find(&app.db, user_id, platform).await?.ok_or(Error::NotFound("connection"))?;
+    let revocation = match app.platforms.get(platform) {
+        None => {
+            Revocation::Failed(format!("{platform} is not configured on this server, so it was not asked to revoke"))
+        }
+        Some(client) => match grant(app, &row) {
+            Err(error) => Revocation::Failed(error.to_string()),
+            Ok(grant) => match client.revoke(&grant).await {
+                Ok(true) => Revocation::Revoked,
+                Ok(false) => Revocation::NotSupported,
+                Err(error) => Revocation::Failed(error.message().to_owned()),
+            },
+        },
+    };
+    let message = format!("the {platform} account was disconnected");
+    let txn = sea_orm::TransactionTrait::begin(&app.db).await?;
+    let posts_failed = crate::db::posts::fail_waiting_for_connection(&txn, row.id, &message).await?;
+    connections::delete(&txn, row.id).await?;
+    txn.commit().await?;
+    tracing::info!(connection.id = row.id, platform = %platform, revocation = revocation.as_str(), posts_failed, "account disconnected");
+    Ok(Disconnected { revocation, posts_failed })
+}
+
+fn grant(app: &App, row: &connection::Model) -> Result<crate::platforms::Grant, Error> {
+    Ok(crate::platforms::Grant {
+        access_token: app.cipher.decrypt(&row.access_token)?,
+        refresh_token: row.refresh_token.as_deref().map(|t| app.cipher.decrypt(t)).transpose()?,
+        platform_user_id: row.platform_user_id.clone(),
+    })
+}
+
+impl Revocation {
+    /// The name returned by the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Revocation::Revoked => "revoked",
+            Revocation::NotSupported => "not_supported",
+            Revocation::Failed(_) => "failed",
+        }
+    }
+}

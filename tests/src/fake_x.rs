@@ -63,6 +63,7 @@ struct State {
     clock_offset: chrono::Duration,
     access_ttl_secs: i64,
     next_id: u64,
+    revoke_fails: bool,
 }
 
 impl State {
@@ -120,6 +121,7 @@ impl FakeX {
             .at("/2/oauth2/token", poem::post(token_endpoint))
             .at("/2/users/me", poem::get(users_me))
             .at("/2/tweets", poem::post(tweets))
+            .at("/2/oauth2/revoke", poem::post(revoke))
             .data(state.clone());
         let base_url = serve_fake(routes, recorder.clone()).await;
         Self { base_url, state, recorder }
@@ -175,6 +177,17 @@ impl FakeX {
         }
     }
 
+    /// Makes `POST /2/oauth2/revoke` answer 503 from now on.
+    pub fn fail_revocation(&self) {
+        self.state.lock().expect("fake state").revoke_fails = true;
+    }
+
+    /// Whether X still accepts this token (access or refresh).
+    pub fn token_is_live(&self, token: &str) -> bool {
+        let state = self.state.lock().expect("fake state");
+        state.access_tokens.contains_key(token) || state.refresh_tokens.contains_key(token)
+    }
+
     /// Queues a scripted answer for the next `POST /2/tweets`.
     pub fn script_tweet(&self, status: u16, body: serde_json::Value, headers: Vec<(String, String)>, delay: Duration) {
         self.state.lock().expect("fake state").scripted.push_back(Scripted { status, body, headers, delay });
@@ -221,14 +234,42 @@ fn authorize(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
     Response::builder().status(StatusCode::FOUND).header(header::LOCATION, location.as_str()).finish()
 }
 
+fn client_authenticated(req: &Request) -> bool {
+    let expected = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+fn client_unauthorized() -> Response {
+    json(
+        401,
+        serde_json::json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}),
+    )
+}
+
+/// `POST /2/oauth2/revoke`: RFC 7009, confidential client.
+#[handler]
+async fn revoke(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> Response {
+    if !client_authenticated(req) {
+        return client_unauthorized();
+    }
+    let params = form(&body.into_string().await.unwrap_or_default());
+    let mut state = state.lock().expect("fake state");
+    if state.revoke_fails {
+        return json(
+            503,
+            serde_json::json!({"title": "Service Unavailable", "detail": "Service Unavailable", "status": 503}),
+        );
+    }
+    let token = params.get("token").cloned().unwrap_or_default();
+    state.access_tokens.remove(&token);
+    state.refresh_tokens.remove(&token);
+    json(200, serde_json::json!({"revoked": true}))
+}
+
 #[handler]
 async fn token_endpoint(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> Response {
-    let expected = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
-    if req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return json(
-            401,
-            serde_json::json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}),
-        );
+    if !client_authenticated(req) {
+        return client_unauthorized();
     }
     let is_form = req
         .headers()

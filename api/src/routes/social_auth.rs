@@ -130,6 +130,22 @@ pub struct HealthResponse {
     pub platforms: Vec<PlatformAvailability>,
 }
 
+/// The result of a disconnect.
+#[derive(Debug, Object)]
+pub struct DisconnectResponse {
+    /// The platform.
+    pub platform: String,
+    /// Always true: the stored tokens are gone.
+    pub disconnected: bool,
+    /// `revoked`, `not_supported` (the platform has no revocation endpoint; the user can remove
+    /// the app in the platform's settings) or `failed` (the tokens were deleted anyway).
+    pub revocation: String,
+    /// Why revocation failed.
+    pub revocation_error: Option<String>,
+    /// Waiting posts of this platform that were failed with `not_connected`.
+    pub posts_failed: u64,
+}
+
 /// The popup page the platform redirects to.
 #[derive(Debug, ApiResponse)]
 pub enum CallbackPage {
@@ -207,6 +223,29 @@ impl SocialAuthApi {
                 CallbackPage::Failed(Html(page(name, Err(("internal_error", "internal error".into())))))
             }
         }
+    }
+
+    /// Disconnect a platform: revoke Herald's access there where the platform allows it, delete
+    /// the stored tokens (even when revocation fails), and fail the platform's waiting posts.
+    #[oai(path = "/disconnect/:platform", method = "delete")]
+    async fn disconnect(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        platform: Path<String>,
+    ) -> Result<Json<DisconnectResponse>, ApiError> {
+        let platform = connect::parse_platform(&platform)?;
+        let done = connect::disconnect(&app, &auth.0.id, platform).await?;
+        Ok(Json(DisconnectResponse {
+            platform: platform.as_str().to_owned(),
+            disconnected: true,
+            revocation: done.revocation.as_str().to_owned(),
+            revocation_error: match done.revocation {
+                connect::Revocation::Failed(message) => Some(message),
+                _ => None,
+            },
+            posts_failed: done.posts_failed,
+        }))
     }
 
     /// The user's connected accounts.

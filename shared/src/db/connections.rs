@@ -143,3 +143,9 @@ pub async fn mark<C: ConnectionTrait>(db: &C, id: i64, status: ConnectionStatus,
         .await?;
     Ok(())
 }
+
+/// Deletes a connection (its tokens with it); posts keep their history with no connection.
+pub async fn delete<C: ConnectionTrait>(db: &C, id: i64) -> Result<(), DbErr> {
+    Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}

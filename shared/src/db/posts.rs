@@ -135,3 +135,23 @@ pub async fn delete_group(db: &DatabaseConnection, user_id: &str, group_id: &str
     Entity::delete_many().filter(Column::UserId.eq(user_id)).filter(Column::GroupId.eq(group_id)).exec(db).await?;
     Ok(())
 }
+
+/// Fails the posts of a connection that are still waiting (`pending`/`retrying`) with a
+/// `not_connected` error; returns how many.
+pub async fn fail_waiting_for_connection<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    connection_id: i64,
+    error: &str,
+) -> Result<u64, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PostStatus::Failed.as_str()))
+        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::NotConnected.as_str()))
+        .col_expr(Column::PostingError, Expr::value(error))
+        .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::SocialConnectionId.eq(connection_id))
+        .filter(status_in(&[PostStatus::Pending, PostStatus::Retrying]))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

@@ -5,6 +5,7 @@
 //! [`PlatformError`]. No caller matches on a platform's status codes. Every URL comes from
 //! [`PlatformSettings`](crate::config::PlatformSettings), so tests and sandboxes point elsewhere.
 
+mod http;
 mod oauth;
 pub mod x;
 
@@ -59,6 +60,22 @@ pub struct Authorization {
     pub url: String,
     /// The PKCE verifier, for platforms that use PKCE.
     pub pkce_verifier: Option<String>,
+}
+
+/// What a connection holds, for revocation (plaintext, never logged).
+pub struct Grant {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when there is one.
+    pub refresh_token: Option<String>,
+    /// The platform user id.
+    pub platform_user_id: String,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant").field("platform_user_id", &self.platform_user_id).finish_non_exhaustive()
+    }
 }
 
 /// A post the platform accepted.
@@ -146,6 +163,18 @@ pub trait Platform: Send + Sync + fmt::Debug {
 
     /// How long before expiry a token is refreshed.
     fn refresh_margin(&self) -> chrono::Duration;
+
+    /// Whether the platform refreshes the access token itself instead of issuing a refresh token
+    /// (Instagram's `ig_refresh_token`).
+    fn refreshes_access_token(&self) -> bool {
+        false
+    }
+
+    /// Revokes Herald's access at the platform. `Ok(false)` when the platform has no revocation
+    /// endpoint.
+    async fn revoke(&self, _grant: &Grant) -> Result<bool, PlatformError> {
+        Ok(false)
+    }
 
     /// Publishes a post.
     async fn publish(

@@ -9,13 +9,14 @@
 //! - Identity from `GET {TWITTER_API_BASE}/2/users/me`, posts with `POST /2/tweets`.
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
-use reqwest::{Response, StatusCode};
+use chrono::{TimeZone, Utc};
+use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Account, Authorization, Identity, Platform, PlatformError, Published, TokenSet,
-    oauth::{ClientAuth, Flow, OAuthApp, without_url},
+    Account, Authorization, Grant, Identity, Platform, PlatformError, Published, TokenSet,
+    http::{Dialect, Effect, classify_status, json, send},
+    oauth::{ClientAuth, Flow, OAuthApp},
 };
 use crate::{
     config::{PlatformSettings, Secret},
@@ -34,6 +35,8 @@ const FLOW: Flow = Flow {
 #[derive(Debug)]
 pub struct XClient {
     oauth: OAuthApp,
+    client_id: String,
+    client_secret: Secret,
     http: reqwest::Client,
     api_base: String,
 }
@@ -49,6 +52,8 @@ impl XClient {
     ) -> Self {
         Self {
             oauth: OAuthApp::new(settings, client_id, client_secret, redirect_uri, FLOW, http.clone()),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.clone(),
             http,
             api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
         }
@@ -88,60 +93,30 @@ struct ErrorItem {
     message: Option<String>,
 }
 
-/// Whether a request that failed may have been applied by X.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Effect {
-    /// A read: failing it never changes anything.
-    Read,
-    /// A write: a timeout or an ambiguous 5xx may mean X has it.
-    Write,
-}
+/// X's error dialect.
+struct X;
 
-async fn classify(response: Response, effect: Effect) -> PlatformError {
-    let status = response.status();
-    let reset = response
-        .headers()
-        .get("x-rate-limit-reset")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .and_then(|secs| Utc.timestamp_opt(secs, 0).single());
-    let body = response.text().await.unwrap_or_default();
-    let problem: Problem = serde_json::from_str(&body).unwrap_or_default();
-    let message = problem
-        .detail
-        .or_else(|| problem.errors.into_iter().find_map(|e| e.message))
-        .or(problem.title)
-        .unwrap_or_else(|| format!("X answered HTTP {}", status.as_u16()));
-    classify_status(status, message, reset, effect)
-}
+impl Dialect for X {
+    const NAME: &'static str = "X";
 
-fn classify_status(status: StatusCode, message: String, reset: Option<DateTime<Utc>>, effect: Effect) -> PlatformError {
-    match status.as_u16() {
-        401 => PlatformError::Unauthorized(message),
-        429 => PlatformError::RateLimited { message, retry_at: reset },
-        // A gateway that could not reach X, or X saying it is unavailable: nothing was applied.
-        502 | 503 => PlatformError::Transient(message),
-        // An internal error or a gateway timeout on a write may have created the post.
-        500..=599 if effect == Effect::Write => PlatformError::Unknown(message),
-        500..=599 => PlatformError::Transient(message),
-        _ => PlatformError::Rejected(message),
+    fn classify(status: StatusCode, headers: &HeaderMap, body: &str, effect: Effect) -> PlatformError {
+        let problem: Problem = serde_json::from_str(body).unwrap_or_default();
+        let message = problem
+            .detail
+            .or_else(|| problem.errors.into_iter().find_map(|e| e.message))
+            .or(problem.title)
+            .unwrap_or_else(|| format!("X answered HTTP {}", status.as_u16()));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // `x-rate-limit-reset` is the Unix second the window reopens.
+            let retry_at = headers
+                .get("x-rate-limit-reset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(|secs| Utc.timestamp_opt(secs, 0).single());
+            return PlatformError::RateLimited { message, retry_at };
+        }
+        classify_status(status, message, effect)
     }
-}
-
-fn network_error(error: &reqwest::Error, effect: Effect) -> PlatformError {
-    let message = format!("X request {}", without_url(error));
-    // A connect failure never reached X; anything after the request was sent might have.
-    if error.is_connect() || effect == Effect::Read {
-        PlatformError::Transient(message)
-    } else {
-        PlatformError::Unknown(message)
-    }
-}
-
-/// Sends a request to X; a failure or a non-2xx answer comes back classified.
-async fn send(request: reqwest::RequestBuilder, effect: Effect) -> Result<Response, PlatformError> {
-    let response = request.send().await.map_err(|e| network_error(&e, effect))?;
-    if response.status().is_success() { Ok(response) } else { Err(classify(response, effect).await) }
 }
 
 #[async_trait]
@@ -160,11 +135,8 @@ impl Platform for XClient {
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
         let request = self.http.get(format!("{}/2/users/me", self.api_base)).bearer_auth(access_token);
-        let response = send(request, Effect::Read).await?;
-        let user: Envelope<User> = response
-            .json()
-            .await
-            .map_err(|_| PlatformError::Transient("X answered /2/users/me with an unexpected body".into()))?;
+        let response = send::<X>(request, Effect::Read).await?;
+        let user: Envelope<User> = json::<X, _>(response, "/2/users/me", Effect::Read).await?;
         Ok(Identity { user_id: user.data.id, username: Some(user.data.username) })
     }
 
@@ -175,6 +147,22 @@ impl Platform for XClient {
     fn refresh_margin(&self) -> chrono::Duration {
         // Access tokens live two hours; refresh in the last ten minutes.
         chrono::Duration::minutes(10)
+    }
+
+    /// `POST /2/oauth2/revoke` for the refresh token (which ends the grant) and the access token.
+    async fn revoke(&self, grant: &Grant) -> Result<bool, PlatformError> {
+        let tokens =
+            [(grant.refresh_token.as_deref(), "refresh_token"), (Some(grant.access_token.as_str()), "access_token")];
+        for (token, hint) in tokens {
+            let Some(token) = token else { continue };
+            let request = self
+                .http
+                .post(format!("{}/2/oauth2/revoke", self.api_base))
+                .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+                .form(&[("token", token), ("token_type_hint", hint)]);
+            send::<X>(request, Effect::Read).await?;
+        }
+        Ok(true)
     }
 
     async fn publish(
@@ -188,12 +176,9 @@ impl Platform for XClient {
             .post(format!("{}/2/tweets", self.api_base))
             .bearer_auth(access_token)
             .json(&serde_json::json!({ "text": content.rendered() }));
-        let response = send(request, Effect::Write).await?;
+        let response = send::<X>(request, Effect::Write).await?;
         // X answered 2xx, so the post exists; a body we cannot read leaves its id unknown.
-        let tweet: Envelope<Tweet> = response
-            .json()
-            .await
-            .map_err(|_| PlatformError::Unknown("X accepted the post but its answer could not be read".into()))?;
+        let tweet: Envelope<Tweet> = json::<X, _>(response, "/2/tweets", Effect::Write).await?;
         Ok(Published { platform_post_id: tweet.data.id })
     }
 }
