@@ -2,6 +2,10 @@
 //! port 0) against the machine's real PostgreSQL and Redis, one database and one queue key prefix
 //! per test, with fake platform servers that record what they receive.
 
+pub mod fake_facebook;
+pub mod fake_instagram;
+pub mod fake_linkedin;
+pub mod fake_tiktok;
 pub mod fake_x;
 
 use std::{

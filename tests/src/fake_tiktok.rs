@@ -1,0 +1,1 @@
+//! Fake tiktok (being written).
