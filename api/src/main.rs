@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use shared::{App, app::Schema, config::Settings, telemetry};
 
-const USAGE: &str = "usage: api [serve] | api migrate | api openapi | api token USER_ID [--ttl 1h]";
+const USAGE: &str =
+    "usage: api [serve] | api migrate | api openapi | api token USER_ID [--ttl 1h] | api rotate-keys [--batch 500]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -43,6 +44,32 @@ async fn command(args: Vec<String>) -> anyhow::Result<()> {
             let settings = Settings::from_env()?;
             let keys = shared::crypto::JwtKeys::new(&settings);
             println!("{}", keys.sign(user_id, ttl));
+            Ok(())
+        }
+        ["rotate-keys", rest @ ..] => {
+            let batch = match rest {
+                [] => 500,
+                ["--batch", n] => n
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("--batch {n}: expected a positive number"))?,
+                _ => bail!("{USAGE}"),
+            };
+            let settings = Settings::from_env()?;
+            telemetry::init(settings.log_format);
+            let app = App::start(settings, Schema::RequireCurrent).await?;
+            let report = shared::keys::rotate(&app, batch).await?;
+            println!(
+                "rows examined: {}, secrets re-encrypted: {}, changed meanwhile (skipped): {}, undecryptable: {}",
+                report.rows, report.reencrypted, report.raced, report.undecryptable
+            );
+            if report.undecryptable > 0 {
+                bail!(
+                    "{} stored secrets could not be decrypted with any configured key; they were left unchanged",
+                    report.undecryptable
+                );
+            }
             Ok(())
         }
         ["help" | "--help" | "-h"] => {

@@ -4,7 +4,7 @@
 //! an authorization code.
 
 use serde_json::json;
-use shared::{config::Settings, db::connections::Upserted};
+use shared::{config::Settings, connect::Connected, db::connections::Upserted};
 
 /// Serializes a value for a `<script>` block: `<`, `>` and `&` are escaped so platform-supplied
 /// text (a username) cannot close the script element.
@@ -17,20 +17,25 @@ fn escape_html(text: &str) -> String {
 }
 
 /// Renders the popup page for a callback result.
-pub fn render(
-    settings: &Settings,
-    platform: &str,
-    result: Result<(Option<String>, Upserted), (&str, String)>,
-) -> String {
+pub fn render(settings: &Settings, platform: &str, result: Result<&Connected, (&str, String)>) -> String {
     let (message, text) = match &result {
-        Ok((username, outcome)) => {
-            let outcome = match outcome {
+        Ok(connected) => {
+            let username = &connected.username;
+            let outcome = match connected.outcome {
                 Upserted::Created => "created",
                 Upserted::Reconnected => "reconnected",
                 Upserted::Replaced => "replaced",
             };
+            let mut message = json!({"type": "herald:oauth", "platform": platform, "status": "connected", "username": username, "connection": outcome});
+            // Platforms that publish to a Page: the choice the frontend offers next.
+            if let Some(pages) = &connected.pages {
+                let list: Vec<_> =
+                    pages.iter().map(|p| json!({"id": p.id, "name": p.name, "selected": p.selected})).collect();
+                message["pages"] = json!(list);
+                message["needs_page_selection"] = json!(!pages.iter().any(|p| p.selected));
+            }
             (
-                json!({"type": "herald:oauth", "platform": platform, "status": "connected", "username": username, "connection": outcome}),
+                message,
                 format!(
                     "Connected {platform}{}. You can close this window.",
                     username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default()

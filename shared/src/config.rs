@@ -138,6 +138,12 @@ pub struct Settings {
     pub token_encryption_keys: Secret,
     /// Per-platform credentials and endpoints.
     pub platforms: HashMap<Platform, PlatformSettings>,
+    /// Meta Graph API version for Facebook and Instagram (`GRAPH_API_VERSION`, default `v26.0`).
+    pub graph_api_version: String,
+    /// LinkedIn API version, sent as `LinkedIn-Version` (`LINKEDIN_API_VERSION`, default `202603`).
+    pub linkedin_api_version: String,
+    /// How often the worker looks for tokens to refresh (`REFRESH_SWEEP_INTERVAL_SECS`, default 300).
+    pub refresh_sweep_interval: Duration,
     /// Timeout of one call to a platform (`PLATFORM_HTTP_TIMEOUT_SECS`, default 30).
     pub platform_timeout: Duration,
     /// Log format (`LOG_FORMAT`: `text` or `json`).
@@ -226,9 +232,17 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(_) => return malformed("LOG_FORMAT", "must be `text` or `json`"),
         };
+        let graph_api_version = env.get("GRAPH_API_VERSION").unwrap_or_else(|| "v26.0".into());
+        if !is_graph_version(&graph_api_version) {
+            return malformed("GRAPH_API_VERSION", "must look like v26.0");
+        }
+        let linkedin_api_version = env.get("LINKEDIN_API_VERSION").unwrap_or_else(|| "202603".into());
+        if linkedin_api_version.len() != 6 || !linkedin_api_version.chars().all(|c| c.is_ascii_digit()) {
+            return malformed("LINKEDIN_API_VERSION", "must be YYYYMM, such as 202603");
+        }
         let mut platforms = HashMap::new();
         for platform in Platform::ALL {
-            platforms.insert(platform, platform_settings(&env, platform)?);
+            platforms.insert(platform, platform_settings(&env, platform, &graph_api_version)?);
         }
         Ok(Self {
             storage,
@@ -242,6 +256,9 @@ impl Settings {
             oauth_state_secret,
             token_encryption_keys,
             platforms,
+            graph_api_version,
+            linkedin_api_version,
+            refresh_sweep_interval: Duration::from_secs(parse_or(&env, "REFRESH_SWEEP_INTERVAL_SECS", 300u64)?.max(1)),
             platform_timeout: Duration::from_secs(parse_or(&env, "PLATFORM_HTTP_TIMEOUT_SECS", 30u64)?),
             log_format,
             worker: WorkerSettings {
@@ -265,7 +282,15 @@ impl Settings {
 }
 
 /// Platform defaults: the production endpoints (PLATFORMS.md §0).
-fn platform_settings(env: &Env<'_>, platform: Platform) -> Result<PlatformSettings, ConfigError> {
+fn is_graph_version(v: &str) -> bool {
+    v.strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| !major.is_empty() && major.chars().all(|c| c.is_ascii_digit()) && minor == "0")
+}
+
+fn platform_settings(env: &Env<'_>, platform: Platform, graph: &str) -> Result<PlatformSettings, ConfigError> {
+    let facebook_auth = format!("https://www.facebook.com/{graph}/dialog/oauth");
+    let facebook_token = format!("https://graph.facebook.com/{graph}/oauth/access_token");
     let (prefix, id_var, secret_var, auth, token, api) = match platform {
         Platform::Linkedin => (
             "LINKEDIN",
@@ -295,8 +320,8 @@ fn platform_settings(env: &Env<'_>, platform: Platform) -> Result<PlatformSettin
             "FACEBOOK",
             "FACEBOOK_APP_ID",
             "FACEBOOK_APP_SECRET",
-            "https://www.facebook.com/v24.0/dialog/oauth",
-            "https://graph.facebook.com/v24.0/oauth/access_token",
+            facebook_auth.as_str(),
+            facebook_token.as_str(),
             "https://graph.facebook.com",
         ),
         Platform::Tiktok => (

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::{
     App, Error,
     db::{
-        connections::{self, NewConnection, Upserted},
+        connections::{self, NewConnection, StoredPage, Upserted},
         entities::{connection, oauth_state},
         oauth_states,
     },
@@ -102,6 +102,19 @@ pub struct Connected {
     pub username: Option<String>,
     /// Whether the row was created, refreshed or replaced.
     pub outcome: Upserted,
+    /// For platforms that publish to a Page: the Pages the user can choose from.
+    pub pages: Option<Vec<PageInfo>>,
+}
+
+/// A Page the user can publish to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageInfo {
+    /// The Page id.
+    pub id: String,
+    /// The Page name.
+    pub name: String,
+    /// Whether posts go to it.
+    pub selected: bool,
 }
 
 /// Why a callback failed; the message is shown to the user in the popup.
@@ -172,6 +185,24 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
         .identity(&tokens.access_token)
         .await
         .map_err(|e| CallbackError::Upstream(format!("{platform} profile lookup failed: {}", e.message())))?;
+    let mut tokens = tokens;
+    let pages = if client.needs_page() {
+        let pages = client
+            .pages(&tokens.access_token)
+            .await
+            .map_err(|e| CallbackError::Upstream(format!("{platform} Page lookup failed: {}", e.message())))?;
+        // Posts use the Page token, which does not expire when it comes from a long-lived user
+        // token; the user token's own expiry does not limit the connection.
+        tokens.expires_at = None;
+        Some(
+            pages
+                .into_iter()
+                .map(|p| StoredPage { id: p.id, name: p.name, token: app.cipher.encrypt(&p.access_token) })
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        None
+    };
     let (row, outcome) = connections::upsert(
         &app.db,
         NewConnection {
@@ -184,11 +215,18 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
             token_expires_at: tokens.expires_at,
             refresh_expires_at: tokens.refresh_expires_at,
             scopes: tokens.scopes,
+            pages: pages.clone(),
         },
     )
     .await?;
+    let pages = pages.map(|pages| {
+        pages
+            .into_iter()
+            .map(|p| PageInfo { selected: row.page_id.as_deref() == Some(p.id.as_str()), id: p.id, name: p.name })
+            .collect()
+    });
     tracing::info!(connection.id = row.id, platform = %platform, outcome = ?outcome, "account connected");
-    Ok(Connected { username: row.platform_username, outcome })
+    Ok(Connected { username: row.platform_username, outcome, pages })
 }
 
 /// What `status` reports for one platform.
@@ -262,8 +300,19 @@ pub async fn status(app: &App, user_id: &str) -> Result<Vec<PlatformStatus>, Err
             let state = match (&connection, app.platforms.get(platform)) {
                 (_, None) => State::NotConfigured,
                 (None, Some(_)) => State::Disconnected,
+                (Some(_), Some(client))
+                    if client.needs_page() && connection.as_ref().is_some_and(|r| r.page_id.is_none()) =>
+                {
+                    State::Error
+                }
                 (Some(row), Some(_)) => connection_state(row, now),
             };
+            let connection = connection.map(|mut row| {
+                if state == State::Error && row.last_error.is_none() {
+                    row.last_error = Some(format!("choose which {platform} Page to publish to"));
+                }
+                row
+            });
             PlatformStatus { platform, state, connection }
         })
         .collect())
@@ -337,4 +386,48 @@ impl Revocation {
             Revocation::Failed(_) => "failed",
         }
     }
+}
+
+async fn page_connection(
+    app: &App,
+    user_id: &str,
+    platform: Platform,
+) -> Result<(connection::Model, Vec<crate::platforms::Page>), Error> {
+    let client = app.platforms.get(platform).ok_or_else(|| Error::Conflict {
+        code: "platform_not_configured",
+        message: format!("{platform} is not configured on this server"),
+    })?;
+    if !client.needs_page() {
+        return Err(Error::BadRequest { code: "no_pages", message: format!("{platform} posts do not go to a Page") });
+    }
+    let row = connections::find(&app.db, user_id, platform).await?.ok_or(Error::NotFound("connection"))?;
+    let user_token = app.cipher.decrypt(&row.access_token)?;
+    let pages = client.pages(&user_token).await.map_err(|e| match e {
+        crate::platforms::PlatformError::Unauthorized(message) => Error::Conflict {
+            code: "reconnect_required",
+            message: format!("{platform} refused the stored token ({message}); reconnect the account"),
+        },
+        other => Error::Upstream(format!("{platform} Page lookup failed: {}", other.message())),
+    })?;
+    Ok((row, pages))
+}
+
+/// The Pages the connected account manages, read from the platform now.
+pub async fn list_pages(app: &App, user_id: &str, platform: Platform) -> Result<Vec<PageInfo>, Error> {
+    let (row, pages) = page_connection(app, user_id, platform).await?;
+    Ok(pages
+        .into_iter()
+        .map(|p| PageInfo { selected: row.page_id.as_deref() == Some(p.id.as_str()), id: p.id, name: p.name })
+        .collect())
+}
+
+/// Chooses the Page posts go to; it must be one the account manages now.
+pub async fn select_page(app: &App, user_id: &str, platform: Platform, page_id: &str) -> Result<PageInfo, Error> {
+    let (row, pages) = page_connection(app, user_id, platform).await?;
+    let page = pages.into_iter().find(|p| p.id == page_id).ok_or(Error::NotFound("page"))?;
+    let stored =
+        StoredPage { id: page.id.clone(), name: page.name.clone(), token: app.cipher.encrypt(&page.access_token) };
+    connections::set_page(&app.db, row, stored).await?;
+    tracing::info!(platform = %platform, page.id = %page.id, "page selected");
+    Ok(PageInfo { id: page.id, name: page.name, selected: true })
 }

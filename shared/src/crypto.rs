@@ -18,6 +18,8 @@ use crate::config::{Secret, Settings};
 /// list of keys: the first encrypts, all decrypt, so keys rotate without downtime.
 pub struct TokenCipher {
     keys: fernet::MultiFernet,
+    /// The first key alone, to tell ciphertexts it made from older ones.
+    primary: fernet::Fernet,
 }
 
 impl fmt::Debug for TokenCipher {
@@ -34,18 +36,31 @@ pub struct DecryptError;
 impl TokenCipher {
     /// Builds the cipher; the error says which key of the list is malformed (not what it is).
     pub fn new(keys: &Secret) -> Result<Self, String> {
-        let mut fernets = Vec::new();
-        for (i, key) in keys.expose().split(',').map(str::trim).enumerate() {
-            let fernet = fernet::Fernet::new(key)
-                .ok_or_else(|| format!("key {} of the list is not a url-safe base64 32-byte Fernet key", i + 1))?;
-            fernets.push(fernet);
-        }
-        Ok(Self { keys: fernet::MultiFernet::new(fernets) })
+        let parse = |i: usize, key: &str| {
+            fernet::Fernet::new(key)
+                .ok_or_else(|| format!("key {} of the list is not a url-safe base64 32-byte Fernet key", i + 1))
+        };
+        let list: Vec<&str> = keys.expose().split(',').map(str::trim).collect();
+        let fernets = list.iter().enumerate().map(|(i, k)| parse(i, k)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { keys: fernet::MultiFernet::new(fernets), primary: parse(0, list[0])? })
     }
 
     /// Encrypts a secret with the first key.
     pub fn encrypt(&self, plaintext: &str) -> String {
         self.keys.encrypt(plaintext.as_bytes())
+    }
+
+    /// Whether a ciphertext was made with the first (current) key.
+    pub fn is_current(&self, ciphertext: &str) -> bool {
+        self.primary.decrypt(ciphertext).is_ok()
+    }
+
+    /// Re-encrypts a ciphertext with the first key; `None` when it already uses it.
+    pub fn reencrypt(&self, ciphertext: &str) -> Result<Option<String>, DecryptError> {
+        if self.is_current(ciphertext) {
+            return Ok(None);
+        }
+        Ok(Some(self.encrypt(&self.decrypt(ciphertext)?)))
     }
 
     /// Decrypts a secret with whichever configured key made it.

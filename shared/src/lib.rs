@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod jobs;
+pub mod keys;
 pub mod locks;
 pub mod platforms;
 pub mod telemetry;

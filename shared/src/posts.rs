@@ -85,12 +85,25 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
         let connection = connections::find(&app.db, user_id, platform)
             .await?
             .filter(|c| c.connection_status == ConnectionStatus::Active.as_str());
+        if matches!(platform, Platform::Instagram | Platform::Tiktok) {
+            return Err(ValidationError::new(
+                "media_urls",
+                format!("{platform} posts need an image or a video, and media publishing is not available yet"),
+            )
+            .into());
+        }
         let Some(connection) = connection else {
             return Err(Error::Conflict {
                 code: "not_connected",
                 message: format!("connect a {platform} account before scheduling posts to it"),
             });
         };
+        if app.platforms.get(platform).is_some_and(|c| c.needs_page()) && connection.page_id.is_none() {
+            return Err(Error::Conflict {
+                code: "not_connected",
+                message: format!("choose which {platform} Page to publish to before scheduling posts to it"),
+            });
+        }
         rows.push(post::Model {
             id: uuid::Uuid::new_v4().to_string(),
             group_id: group_id.clone(),

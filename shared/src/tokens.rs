@@ -87,7 +87,10 @@ async fn refresh_locked(
     }
     let client =
         app.platforms.get(platform).ok_or_else(|| TokenError::NotConnected(format!("{platform} is not configured")))?;
-    let Some(refresh_cipher) = row.refresh_token.clone() else {
+    // Instagram refreshes the access token itself; the others trade a refresh token.
+    let refresh_with =
+        if client.refreshes_access_token() { Some(row.access_token.clone()) } else { row.refresh_token.clone() };
+    let Some(refresh_cipher) = refresh_with else {
         if row.token_expires_at.is_some_and(|at| at <= Utc::now()) {
             let message =
                 format!("the {platform} token expired and the platform issued no refresh token; reconnect the account");

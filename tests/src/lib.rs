@@ -170,6 +170,14 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The fake X.
     pub x: fake_x::FakeX,
+    /// The fake LinkedIn.
+    pub linkedin: fake_linkedin::FakeLinkedin,
+    /// The fake TikTok.
+    pub tiktok: fake_tiktok::FakeTiktok,
+    /// The fake Facebook.
+    pub facebook: fake_facebook::FakeFacebook,
+    /// The fake Instagram.
+    pub instagram: fake_instagram::FakeInstagram,
     /// A direct database handle for assertions.
     pub db: DatabaseConnection,
     /// The settings the app runs with.
@@ -184,8 +192,8 @@ enum Cleanup {
     Dir(std::path::PathBuf),
 }
 
-/// The settings of a test app (before it starts), for tests that need to change them.
-pub fn base_env(x: &fake_x::FakeX, backend_url: &str) -> HashMap<String, String> {
+/// The settings of a test app (before it starts): every platform points at its fake.
+pub fn base_env(fakes: &[Vec<(String, String)>], backend_url: &str) -> HashMap<String, String> {
     let mut env: HashMap<String, String> = [
         ("AUTH_JWT_SECRET", "test-jwt-secret-0123456789abcdef0123456789"),
         ("OAUTH_STATE_SECRET", "test-state-secret-0123456789abcdef012345678"),
@@ -195,12 +203,15 @@ pub fn base_env(x: &fake_x::FakeX, backend_url: &str) -> HashMap<String, String>
         ("WORKER_POLL_INTERVAL_MS", "100"),
         ("PUBLISH_RETRY_BASE_SECS", "1"),
         ("PLATFORM_HTTP_TIMEOUT_SECS", "3"),
+        ("REFRESH_SWEEP_INTERVAL_SECS", "1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     env.insert("SOCIAL_TOKEN_ENCRYPTION_KEY".into(), fernet::Fernet::generate_key());
-    env.extend(x.env());
+    for fake in fakes {
+        env.extend(fake.iter().cloned());
+    }
     env
 }
 
@@ -214,9 +225,13 @@ impl TestApp {
     pub async fn spawn_with(mode: Mode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
         capture_logs();
         let x = fake_x::FakeX::start().await;
+        let linkedin = fake_linkedin::FakeLinkedin::start().await;
+        let tiktok = fake_tiktok::FakeTiktok::start().await;
+        let facebook = fake_facebook::FakeFacebook::start().await;
+        let instagram = fake_instagram::FakeInstagram::start().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let mut env = base_env(&x, &base_url);
+        let mut env = base_env(&[x.env(), linkedin.env(), tiktok.env(), facebook.env(), instagram.env()], &base_url);
         let id = uuid::Uuid::new_v4().simple().to_string();
         let cleanup = match mode {
             Mode::Production => {
@@ -266,7 +281,8 @@ impl TestApp {
             api::run(api_settings, listener, api_stop).await.expect("api runs");
         }));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let app = Self { base_url, http, x, db, settings, shutdown, tasks, cleanup };
+        let app =
+            Self { base_url, http, x, linkedin, tiktok, facebook, instagram, db, settings, shutdown, tasks, cleanup };
         wait_until(Duration::from_secs(20), "the api to answer /readyz", || async {
             let response = app.http.get(app.url("/readyz")).send().await.ok()?;
             response.status().is_success().then_some(())
@@ -324,11 +340,38 @@ impl TestApp {
 
     /// Connects X for `user` end to end; returns the popup page.
     pub async fn connect_x(&self, user: &str) -> String {
-        let oauth_url = self.initiate(user, "twitter").await;
-        let callback_url = self.consent(&oauth_url).await;
-        let (status, html) = self.callback(&callback_url).await;
+        self.connect(user, "twitter").await
+    }
+
+    /// Connects `platform` for `user` end to end through its fake; returns the popup page.
+    pub async fn connect(&self, user: &str, platform: &str) -> String {
+        let (status, html) = self.try_connect(user, platform).await;
         assert_eq!(status, 200, "callback: {html}");
         html
+    }
+
+    /// Runs the whole consent flow; returns the callback's status and page, whatever they are.
+    pub async fn try_connect(&self, user: &str, platform: &str) -> (u16, String) {
+        let oauth_url = self.initiate(user, platform).await;
+        let callback_url = self.consent(&oauth_url).await;
+        self.callback(&callback_url).await
+    }
+
+    /// `DELETE` as `user`; returns the status and JSON body.
+    pub async fn delete(&self, user: &str, path: &str) -> (u16, Value) {
+        let response = self.http.delete(self.url(path)).bearer_auth(self.token(user)).send().await.expect("DELETE");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every token any fake platform issued.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let mut tokens = self.x.issued_tokens();
+        tokens.extend(self.linkedin.issued_tokens());
+        tokens.extend(self.tiktok.issued_tokens());
+        tokens.extend(self.facebook.issued_tokens());
+        tokens.extend(self.instagram.issued_tokens());
+        tokens
     }
 
     /// Waits until a post of `user` has one of `statuses`; returns it.

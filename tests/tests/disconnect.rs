@@ -16,11 +16,6 @@ async fn connection_rows(app: &TestApp) -> usize {
         .len()
 }
 
-async fn delete(app: &TestApp, user: &str, path: &str) -> (u16, serde_json::Value) {
-    let response = app.http.delete(app.url(path)).bearer_auth(app.token(user)).send().await.expect("DELETE");
-    (response.status().as_u16(), response.json().await.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_revokes_deletes_and_fails_waiting_posts() {
     let app = TestApp::spawn(Mode::Production).await;
@@ -40,14 +35,14 @@ async fn disconnect_revokes_deletes_and_fails_waiting_posts() {
     assert_eq!(live_before.len(), 4, "two users, an access and a refresh token each");
 
     // Bob cannot disconnect Alice: he disconnects only himself.
-    let (status, body) = delete(&app, "bob", "/api/v1/auth/social/disconnect/twitter").await;
+    let (status, body) = app.delete("bob", "/api/v1/auth/social/disconnect/twitter").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revocation"], "revoked");
     assert_eq!(body["posts_failed"], 0);
     let (_, alice) = app.get("alice", "/api/v1/auth/social/connections").await;
     assert_eq!(alice["connections"].as_array().expect("list").len(), 1);
 
-    let (status, body) = delete(&app, "alice", "/api/v1/auth/social/disconnect/x").await;
+    let (status, body) = app.delete("alice", "/api/v1/auth/social/disconnect/x").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
@@ -66,9 +61,9 @@ async fn disconnect_revokes_deletes_and_fails_waiting_posts() {
     let (_, status) = app.get("alice", "/api/v1/auth/social/status").await;
     assert_eq!(status["platforms"][1]["status"], "disconnected");
 
-    let (status, body) = delete(&app, "alice", "/api/v1/auth/social/disconnect/twitter").await;
+    let (status, body) = app.delete("alice", "/api/v1/auth/social/disconnect/twitter").await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = delete(&app, "alice", "/api/v1/auth/social/disconnect/myspace").await;
+    let (status, body) = app.delete("alice", "/api/v1/auth/social/disconnect/myspace").await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_platform")));
     let response = app.http.delete(app.url("/api/v1/auth/social/disconnect/twitter")).send().await.expect("DELETE");
     assert_eq!(response.status().as_u16(), 401);
@@ -82,7 +77,7 @@ async fn failed_revocation_still_deletes_the_tokens() {
     let app = TestApp::spawn(Mode::Production).await;
     app.connect_x("alice").await;
     app.x.fail_revocation();
-    let (status, body) = delete(&app, "alice", "/api/v1/auth/social/disconnect/twitter").await;
+    let (status, body) = app.delete("alice", "/api/v1/auth/social/disconnect/twitter").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revocation"], "failed");
     assert_eq!(body["revocation_error"], "Service Unavailable");

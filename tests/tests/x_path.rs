@@ -66,7 +66,7 @@ async fn full_path(mode: Mode) {
     let platforms = status_body["platforms"].as_array().expect("platforms");
     assert_eq!(platforms.len(), 5);
     for line in platforms {
-        let expected = if line["platform"] == "twitter" { "active" } else { "not_configured" };
+        let expected = if line["platform"] == "twitter" { "active" } else { "disconnected" };
         assert_eq!(line["status"], expected, "{line}");
     }
 

@@ -1,4 +1,5 @@
-//! The worker: consumes the publish queue and publishes each post at its time.
+//! The worker: consumes the publish queue and publishes each post at its time, and sweeps
+//! connections whose tokens expire soon.
 //!
 //! [`run`] takes the shared [`App`] and a shutdown future, so the `worker` binary, the embedded
 //! default (in-process, inside the api) and the tests all run the same code. The queue consumer is
@@ -19,6 +20,8 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let sweeper =
+        tokio::spawn(jobs::refresh_tokens::run(app.clone(), app.settings.refresh_sweep_interval, stop_rx.clone()));
     let poll = app.settings.worker.poll_interval;
     let concurrency = app.settings.worker.concurrency;
     loop {
@@ -59,5 +62,6 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let _ = sweeper.await;
     tracing::info!("publish consumer stopped");
 }

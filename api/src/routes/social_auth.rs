@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, param::Query, payl
 use shared::{
     App,
     connect::{self, CallbackError, CallbackParams, State},
-    db::{connections::Upserted, entities::connection},
+    db::entities::connection,
     domain::Platform,
 };
 
@@ -60,6 +60,10 @@ pub struct Connection {
     pub token_expires_at: Option<DateTime<Utc>>,
     /// The last problem with this connection.
     pub last_error: Option<String>,
+    /// The Page posts go to (Facebook).
+    pub page_id: Option<String>,
+    /// Its name.
+    pub page_name: Option<String>,
     /// When it was first connected.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -77,6 +81,8 @@ impl From<connection::Model> for Connection {
             scopes: serde_json::from_value(row.scopes).unwrap_or_default(),
             token_expires_at: row.token_expires_at,
             last_error: row.last_error,
+            page_id: row.page_id,
+            page_name: row.page_name,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -103,6 +109,8 @@ pub struct PlatformStatus {
     pub expires_at: Option<DateTime<Utc>>,
     /// The last problem.
     pub last_error: Option<String>,
+    /// The Page posts go to (Facebook).
+    pub page_name: Option<String>,
 }
 
 /// Every platform's state for the user.
@@ -128,6 +136,48 @@ pub struct HealthResponse {
     pub status: String,
     /// Platforms and whether they are configured.
     pub platforms: Vec<PlatformAvailability>,
+}
+
+/// A Page the connected account manages.
+#[derive(Debug, Object)]
+pub struct PageDto {
+    /// The Page id.
+    pub id: String,
+    /// The Page name.
+    pub name: String,
+    /// Whether posts go to it.
+    pub selected: bool,
+}
+
+impl From<connect::PageInfo> for PageDto {
+    fn from(page: connect::PageInfo) -> Self {
+        Self { id: page.id, name: page.name, selected: page.selected }
+    }
+}
+
+/// The Pages of a connection.
+#[derive(Debug, Object)]
+pub struct PagesResponse {
+    /// The platform.
+    pub platform: String,
+    /// Every Page the account manages now.
+    pub pages: Vec<PageDto>,
+}
+
+/// Choose the Page posts go to.
+#[derive(Debug, Object)]
+pub struct SelectPageRequest {
+    /// One of the ids listed by `GET pages/{platform}`.
+    pub page_id: String,
+}
+
+/// The chosen Page.
+#[derive(Debug, Object)]
+pub struct SelectPageResponse {
+    /// The platform.
+    pub platform: String,
+    /// The Page posts now go to.
+    pub page: PageDto,
 }
 
 /// The result of a disconnect.
@@ -195,7 +245,7 @@ impl SocialAuthApi {
         error: Query<Option<String>>,
         error_description: Query<Option<String>>,
     ) -> CallbackPage {
-        let page = |platform: &str, result: Result<(Option<String>, Upserted), (&str, String)>| {
+        let page = |platform: &str, result: Result<&connect::Connected, (&str, String)>| {
             crate::popup::render(&app.settings, platform, result)
         };
         let Some(parsed) = Platform::parse(&platform) else {
@@ -205,7 +255,7 @@ impl SocialAuthApi {
             CallbackParams { code: code.0, state: state.0, error: error.0, error_description: error_description.0 };
         let name = parsed.as_str();
         match connect::callback(&app, parsed, params).await {
-            Ok(done) => CallbackPage::Connected(Html(page(name, Ok((done.username, done.outcome))))),
+            Ok(done) => CallbackPage::Connected(Html(page(name, Ok(&done)))),
             Err(CallbackError::InvalidState(message)) => {
                 tracing::info!(platform = name, reason = %message, "oauth callback refused");
                 CallbackPage::Refused(Html(page(name, Err(("invalid_state", message)))))
@@ -248,6 +298,37 @@ impl SocialAuthApi {
         }))
     }
 
+    /// The Pages the connected account manages (Facebook), read from the platform now, with the
+    /// one posts go to marked `selected`. A login that returned exactly one Page selected it.
+    #[oai(path = "/pages/:platform", method = "get")]
+    async fn pages(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        platform: Path<String>,
+    ) -> Result<Json<PagesResponse>, ApiError> {
+        let platform = connect::parse_platform(&platform)?;
+        let pages = connect::list_pages(&app, &auth.0.id, platform).await?;
+        Ok(Json(PagesResponse {
+            platform: platform.as_str().to_owned(),
+            pages: pages.into_iter().map(PageDto::from).collect(),
+        }))
+    }
+
+    /// Choose the Page posts go to (Facebook).
+    #[oai(path = "/pages/:platform", method = "post")]
+    async fn select_page(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        platform: Path<String>,
+        body: Json<SelectPageRequest>,
+    ) -> Result<Json<SelectPageResponse>, ApiError> {
+        let platform = connect::parse_platform(&platform)?;
+        let page = connect::select_page(&app, &auth.0.id, platform, &body.page_id).await?;
+        Ok(Json(SelectPageResponse { platform: platform.as_str().to_owned(), page: page.into() }))
+    }
+
     /// The user's connected accounts.
     #[oai(path = "/connections", method = "get")]
     async fn connections(&self, app: Data<&Arc<App>>, auth: BearerAuth) -> Result<Json<Connections>, ApiError> {
@@ -268,6 +349,7 @@ impl SocialAuthApi {
                     status: line.state.as_str().to_owned(),
                     username: connection.as_ref().and_then(|c| c.platform_username.clone()),
                     expires_at: connection.as_ref().and_then(|c| c.token_expires_at),
+                    page_name: connection.as_ref().and_then(|c| c.page_name.clone()),
                     last_error: connection.and_then(|c| c.last_error),
                 }
             })

@@ -22,6 +22,25 @@ pub struct NewConnection {
     pub token_expires_at: Option<DateTime<Utc>>,
     pub refresh_expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
+    /// The Pages the login returned (platforms that publish to a Page), token fields encrypted.
+    pub pages: Option<Vec<StoredPage>>,
+}
+
+/// A Page with its encrypted token.
+#[derive(Debug, Clone)]
+pub struct StoredPage {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+}
+
+/// The Page a connection publishes to: the one selected before if the login still returned it,
+/// else the only one when there is exactly one.
+fn choose_page(pages: &[StoredPage], previous: Option<&str>) -> Option<StoredPage> {
+    previous
+        .and_then(|id| pages.iter().find(|p| p.id == id))
+        .or(if pages.len() == 1 { pages.first() } else { None })
+        .cloned()
 }
 
 /// What storing a connection did.
@@ -42,6 +61,9 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
     let existing = find(&txn, &new.user_id, new.platform).await?;
     let now = Utc::now();
     let scopes = serde_json::Value::from(new.scopes);
+    let previous_page =
+        existing.as_ref().filter(|r| r.platform_user_id == new.platform_user_id).and_then(|r| r.page_id.clone());
+    let page = new.pages.as_deref().and_then(|pages| choose_page(pages, previous_page.as_deref()));
     let result = match existing {
         None => {
             let row = ActiveModel {
@@ -56,9 +78,9 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
                 scopes: Set(scopes),
                 connection_status: Set(ConnectionStatus::Active.as_str().to_owned()),
                 last_error: Set(None),
-                page_id: Set(None),
-                page_name: Set(None),
-                page_access_token: Set(None),
+                page_id: Set(page.as_ref().map(|p| p.id.clone())),
+                page_name: Set(page.as_ref().map(|p| p.name.clone())),
+                page_access_token: Set(page.as_ref().map(|p| p.token.clone())),
                 created_at: Set(now),
                 updated_at: Set(now),
                 ..Default::default()
@@ -84,6 +106,9 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
             active.scopes = Set(scopes);
             active.connection_status = Set(ConnectionStatus::Active.as_str().to_owned());
             active.last_error = Set(None);
+            active.page_id = Set(page.as_ref().map(|p| p.id.clone()));
+            active.page_name = Set(page.as_ref().map(|p| p.name.clone()));
+            active.page_access_token = Set(page.as_ref().map(|p| p.token.clone()));
             active.updated_at = Set(now);
             let row = active.update(&txn).await?;
             (row, if same_account { Upserted::Reconnected } else { Upserted::Replaced })
@@ -148,4 +173,26 @@ pub async fn mark<C: ConnectionTrait>(db: &C, id: i64, status: ConnectionStatus,
 pub async fn delete<C: ConnectionTrait>(db: &C, id: i64) -> Result<(), DbErr> {
     Entity::delete_by_id(id).exec(db).await?;
     Ok(())
+}
+
+/// Sets the Page a connection publishes to.
+pub async fn set_page(db: &DatabaseConnection, row: Model, page: StoredPage) -> Result<Model, DbErr> {
+    let mut active: ActiveModel = row.into();
+    active.page_id = Set(Some(page.id));
+    active.page_name = Set(Some(page.name));
+    active.page_access_token = Set(Some(page.token));
+    active.updated_at = Set(Utc::now());
+    active.update(db).await
+}
+
+/// Active connections whose access token expires before `before`, soonest first.
+pub async fn expiring_before(db: &DatabaseConnection, before: DateTime<Utc>, limit: u64) -> Result<Vec<Model>, DbErr> {
+    use sea_orm::QuerySelect;
+    Entity::find()
+        .filter(Column::ConnectionStatus.eq(ConnectionStatus::Active.as_str()))
+        .filter(Column::TokenExpiresAt.lt(before))
+        .order_by_asc(Column::TokenExpiresAt)
+        .limit(limit)
+        .all(db)
+        .await
 }

@@ -9,7 +9,8 @@ pub mod oauth_states;
 pub mod posts;
 
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+pub use sea_orm::DbErr;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 /// Connects to `url` (PostgreSQL or SQLite).
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {

@@ -79,3 +79,64 @@ pub(crate) async fn json<D: Dialect, T: DeserializeOwned>(
         }
     })
 }
+
+/// The message of an error body in any of the shapes the platforms use: OAuth
+/// (`error` + `error_description`), Graph and TikTok (`error.message`), LinkedIn (`message`),
+/// Instagram's token endpoint (`error_message`), X (`detail`, `title`).
+pub(crate) fn error_message(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    if let Some(error) = value.get("error") {
+        if let Some(code) = text(error) {
+            return Some(match value.get("error_description").and_then(text) {
+                Some(description) => format!("{code}: {description}"),
+                None => code,
+            });
+        }
+        if let Some(message) = error.get("message").and_then(text) {
+            return Some(message);
+        }
+    }
+    ["error_message", "message", "detail", "title"].iter().find_map(|k| value.get(*k).and_then(text))
+}
+
+/// A token endpoint's answer in the fields the platforms share.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RawToken {
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    /// LinkedIn's name; TikTok's is `refresh_expires_in`.
+    #[serde(default, alias = "refresh_expires_in")]
+    pub refresh_token_expires_in: Option<i64>,
+    /// Space- or comma-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl RawToken {
+    /// The token set, with lifetimes turned into instants.
+    pub fn into_token_set(self) -> super::TokenSet {
+        let now = chrono::Utc::now();
+        let at = |secs: Option<i64>| secs.filter(|s| *s > 0).map(|s| now + chrono::Duration::seconds(s));
+        super::TokenSet {
+            expires_at: at(self.expires_in),
+            refresh_expires_at: at(self.refresh_token_expires_in),
+            scopes: self
+                .scope
+                .map(|s| s.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            access_token: self.access_token,
+            refresh_token: self.refresh_token.filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+/// A URL with query parameters appended.
+pub(crate) fn with_query(base: &url::Url, params: &[(&str, &str)]) -> url::Url {
+    let mut url = base.clone();
+    url.query_pairs_mut().extend_pairs(params);
+    url
+}

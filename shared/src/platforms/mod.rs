@@ -5,8 +5,12 @@
 //! [`PlatformError`]. No caller matches on a platform's status codes. Every URL comes from
 //! [`PlatformSettings`](crate::config::PlatformSettings), so tests and sandboxes point elsewhere.
 
+pub mod facebook;
 mod http;
+pub mod instagram;
+pub mod linkedin;
 mod oauth;
+pub mod tiktok;
 pub mod x;
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
@@ -78,6 +82,23 @@ impl fmt::Debug for Grant {
     }
 }
 
+/// A Page the user manages (Facebook), with its Page token.
+#[derive(Clone)]
+pub struct Page {
+    /// The Page id.
+    pub id: String,
+    /// The Page name.
+    pub name: String,
+    /// The Page access token (plaintext; never logged).
+    pub access_token: String,
+}
+
+impl fmt::Debug for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Page").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
 /// A post the platform accepted.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -90,6 +111,8 @@ pub struct Published {
 pub struct Account {
     /// The platform user id stored at connect time.
     pub platform_user_id: String,
+    /// The selected Page, for platforms that publish to one.
+    pub page_id: Option<String>,
     /// The username stored at connect time.
     pub username: Option<String>,
 }
@@ -170,6 +193,16 @@ pub trait Platform: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether posts go to a Page the user picks after connecting (Facebook).
+    fn needs_page(&self) -> bool {
+        false
+    }
+
+    /// The Pages the user can publish to, with their Page tokens.
+    async fn pages(&self, _access_token: &str) -> Result<Vec<Page>, PlatformError> {
+        Ok(Vec::new())
+    }
+
     /// Revokes Herald's access at the platform. `Ok(false)` when the platform has no revocation
     /// endpoint.
     async fn revoke(&self, _grant: &Grant) -> Result<bool, PlatformError> {
@@ -196,10 +229,31 @@ impl Platforms {
     pub fn from_settings(settings: &Settings) -> Self {
         let http = http_client(settings.platform_timeout);
         let mut clients: HashMap<domain::Platform, Arc<dyn Platform>> = HashMap::new();
-        let twitter = settings.platform(domain::Platform::Twitter);
-        if let Some((id, secret)) = twitter.credentials() {
-            let client = x::XClient::new(twitter, id, secret, settings.redirect_uri(domain::Platform::Twitter), http);
-            clients.insert(domain::Platform::Twitter, Arc::new(client));
+        for platform in domain::Platform::ALL {
+            let config = settings.platform(platform);
+            let Some((id, secret)) = config.credentials() else { continue };
+            let redirect_uri = settings.redirect_uri(platform);
+            let http = http.clone();
+            let graph = settings.graph_api_version.as_str();
+            let client: Arc<dyn Platform> = match platform {
+                domain::Platform::Twitter => Arc::new(x::XClient::new(config, id, secret, redirect_uri, http)),
+                domain::Platform::Linkedin => Arc::new(linkedin::LinkedinClient::new(
+                    config,
+                    id,
+                    secret,
+                    redirect_uri,
+                    settings.linkedin_api_version.clone(),
+                    http,
+                )),
+                domain::Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(config, id, secret, redirect_uri, http)),
+                domain::Platform::Facebook => {
+                    Arc::new(facebook::FacebookClient::new(config, id, secret, redirect_uri, graph, http))
+                }
+                domain::Platform::Instagram => {
+                    Arc::new(instagram::InstagramClient::new(config, id, secret, redirect_uri, graph, http))
+                }
+            };
+            clients.insert(platform, client);
         }
         Self { clients }
     }

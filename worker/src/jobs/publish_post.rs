@@ -118,18 +118,31 @@ async fn attempt(app: &App, post: &post::Model) -> Outcome {
         Ok(token) => token,
         Err(error) => return token_failure(app, post, error),
     };
+    let connection = &token.connection;
     let account = Account {
-        platform_user_id: token.connection.platform_user_id.clone(),
-        username: token.connection.platform_username.clone(),
+        platform_user_id: connection.platform_user_id.clone(),
+        page_id: connection.page_id.clone(),
+        username: connection.platform_username.clone(),
     };
-    let mut result = client.publish(&token.token, &account, &content).await;
+    // Platforms that publish to a Page do so with the Page's own token.
+    let page_token = match (client.needs_page(), &connection.page_access_token) {
+        (false, _) => None,
+        (true, None) => {
+            return failed(ErrorKind::NotConnected, format!("choose which {platform} Page to publish to"));
+        }
+        (true, Some(cipher)) => match app.cipher.decrypt(cipher) {
+            Ok(page_token) => Some(page_token),
+            Err(error) => return failed(ErrorKind::NotConnected, error.to_string()),
+        },
+    };
+    let mut result = client.publish(page_token.as_deref().unwrap_or(&token.token), &account, &content).await;
     if matches!(result, Err(PlatformError::Unauthorized(_))) {
         // The platform refused a token we thought valid: refresh once and try again.
         let fresh = match tokens::access_token(app, connection_id, true, Some(&token.connection.access_token)).await {
             Ok(fresh) => fresh,
             Err(error) => return token_failure(app, post, error),
         };
-        result = client.publish(&fresh.token, &account, &content).await;
+        result = client.publish(page_token.as_deref().unwrap_or(&fresh.token), &account, &content).await;
         if let Err(PlatformError::Unauthorized(message)) = &result {
             let reason = format!("{platform} refused the token: {message}; reconnect the account");
             if let Err(error) = connections::mark(&app.db, connection_id, ConnectionStatus::Expired, &reason).await {
