@@ -64,6 +64,7 @@ struct State {
     access_ttl_secs: i64,
     next_id: u64,
     revoke_fails: bool,
+    account: Option<(String, String)>,
 }
 
 impl State {
@@ -175,6 +176,11 @@ impl FakeX {
         for expiry in state.access_tokens.values_mut() {
             *expiry = past;
         }
+    }
+
+    /// Logs the next consents in as another X account (id, username).
+    pub fn sign_in_as(&self, id: &str, username: &str) {
+        self.state.lock().expect("fake state").account = Some((id.to_owned(), username.to_owned()));
     }
 
     /// Makes `POST /2/oauth2/revoke` answer 503 from now on.
@@ -347,7 +353,8 @@ fn users_me(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
     if !bearer_valid(req, &state) {
         return unauthorized();
     }
-    json(200, serde_json::json!({"data": {"id": USER_ID, "name": "Herald Test", "username": USERNAME}}))
+    let (id, username) = state.account.clone().unwrap_or_else(|| (USER_ID.into(), USERNAME.into()));
+    json(200, serde_json::json!({"data": {"id": id, "name": "Herald Test", "username": username}}))
 }
 
 #[handler]
