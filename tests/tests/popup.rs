@@ -1,0 +1,159 @@
+//! The OAuth popup page in a real browser (Debian's headless Chromium, driven through
+//! chromedriver's WebDriver API): an opener page on `FRONTEND_ORIGIN` opens the consent popup,
+//! the fake platform consents, Herald's callback page posts the result to the opener and closes;
+//! the same flow opened from another origin delivers nothing.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use poem::{Route, handler, web::Html};
+use serde_json::{Value, json};
+use tests::{Mode, TestApp, wait_until};
+
+/// The opener: opens the URL in `?u=` as a popup and records every message it receives.
+#[handler]
+fn opener() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html><html><body><script>
+window.received = [];
+window.addEventListener('message', function (e) { window.received.push({origin: e.origin, data: e.data}); });
+window.popup = window.open(new URLSearchParams(location.search).get('u'), 'herald-oauth', 'width=500,height=600');
+</script></body></html>"#,
+    )
+}
+
+async fn serve_opener() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(Route::new().at("/opener", poem::get(opener))));
+    origin
+}
+
+/// chromedriver and one headless Chromium session, ended on drop.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    profile: std::path::PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; .ci/services installs it)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        wait_until(Duration::from_secs(20), "chromedriver to start", || async {
+            http.get(format!("{base}/status")).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        let profile = std::env::temp_dir().join(format!("herald-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-popup-blocking",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", format!("--user-data-dir={}", profile.display())]
+        }}}});
+        let response: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("json");
+        let session =
+            response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}")).to_owned();
+        Self { driver, base, session, http, profile }
+    }
+
+    async fn command(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let response: Value =
+            self.http.post(url).json(&body).send().await.expect("webdriver").json().await.expect("json");
+        response["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command("url", json!({"url": url})).await;
+    }
+
+    async fn received(&self) -> Vec<Value> {
+        self.command("execute/sync", json!({"script": "return window.received || [];", "args": []}))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn opener_url(origin: &str, oauth_url: &str) -> String {
+    format!("{origin}/opener?u={}", url::form_urlencoded::byte_serialize(oauth_url.as_bytes()).collect::<String>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn popup_posts_its_result_to_the_frontend_origin_only() {
+    let frontend = serve_opener().await;
+    let elsewhere = serve_opener().await;
+    let origin = frontend.clone();
+    let app = TestApp::spawn_with(Mode::Production, move |env| {
+        env.insert("FRONTEND_ORIGIN".into(), origin.clone());
+        env.insert("FRONTEND_URL".into(), format!("{origin}/connected"));
+    })
+    .await;
+    let browser = Browser::start().await;
+
+    // From the frontend's origin: the opener receives the result and the popup closes.
+    browser.open(&opener_url(&frontend, &app.initiate("alice", "twitter").await)).await;
+    let messages = wait_until(Duration::from_secs(20), "the opener to receive the popup's message", || async {
+        let received = browser.received().await;
+        (!received.is_empty()).then_some(received)
+    })
+    .await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["origin"], app.base_url.as_str());
+    let data = &messages[0]["data"];
+    assert_eq!(
+        (data["type"].as_str(), data["platform"].as_str(), data["status"].as_str(), data["username"].as_str()),
+        (Some("herald:oauth"), Some("twitter"), Some("connected"), Some(tests::fake_x::USERNAME))
+    );
+    for token in app.issued_tokens() {
+        assert!(!data.to_string().contains(&token));
+    }
+    wait_until(Duration::from_secs(10), "the popup to close itself", || async {
+        let closed =
+            browser.command("execute/sync", json!({"script": "return window.popup.closed;", "args": []})).await;
+        (closed == json!(true)).then_some(())
+    })
+    .await;
+
+    // From another origin: the same flow completes, but the message is not delivered to it.
+    browser.open(&opener_url(&elsewhere, &app.initiate("bob", "twitter").await)).await;
+    wait_until(Duration::from_secs(20), "bob's connection", || async {
+        let (_, body) = app.get("bob", "/api/v1/auth/social/connections").await;
+        (!body["connections"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(browser.received().await, Vec::<Value>::new(), "a page on another origin received the result");
+    drop(browser);
+    app.stop().await;
+}
