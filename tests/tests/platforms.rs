@@ -211,6 +211,7 @@ async fn refresh_rotation_and_revocation_per_platform() {
     }
     app.post("alice", "/api/v1/auth/social/pages/facebook", &json!({"page_id": "102"})).await;
     let before_tiktok = ciphertext(&app, "tiktok").await;
+    let first_refresh = before_tiktok.1.clone();
     let before_linkedin = ciphertext(&app, "linkedin").await;
     let before_instagram = ciphertext(&app, "instagram").await;
 
@@ -242,11 +243,35 @@ async fn refresh_rotation_and_revocation_per_platform() {
         assert_eq!(status_of(&app, "alice", platform).await["status"], "active", "{platform}");
     }
 
+    // An outage at refresh time leaves the connection as it was, and a later sweep succeeds.
+    let current = ciphertext(&app, "tiktok").await;
+    app.tiktok.script_token(503, "<html>down</html>".into(), "text/html", Duration::ZERO);
+    let refreshes = app.tiktok.requests_to("/v2/oauth/token/").len();
+    exec(
+        &app,
+        &format!(
+            "UPDATE social_media_connections SET token_expires_at = '{}' WHERE platform = 'tiktok'",
+            (Utc::now() + chrono::Duration::minutes(5)).to_rfc3339()
+        ),
+    )
+    .await;
+    tests::wait_until(Duration::from_secs(15), "a failed and then a successful TikTok refresh", || async {
+        (app.tiktok.requests_to("/v2/oauth/token/").len() >= refreshes + 2).then_some(())
+    })
+    .await;
+    assert_eq!(status_of(&app, "alice", "tiktok").await["status"], "active");
+    tests::wait_until(Duration::from_secs(5), "the new TikTok tokens to be stored", || async {
+        (ciphertext(&app, "tiktok").await.0 != current.0).then_some(())
+    })
+    .await;
+    assert_eq!(app.tiktok.spent_refresh_tokens().len(), 2, "the outage burnt no refresh token");
+
     // A reused TikTok refresh token is refused: the connection is marked expired with TikTok's
     // words, and the refresh is not retried.
     exec(&app, &format!(
         "UPDATE social_media_connections SET refresh_token = '{}', token_expires_at = '{}' WHERE platform = 'tiktok'",
-        before_tiktok.1,
+        // A refresh token TikTok already rotated away.
+        first_refresh,
         (Utc::now() + chrono::Duration::minutes(5)).to_rfc3339()
     ))
     .await;
