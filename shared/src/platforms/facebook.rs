@@ -14,56 +14,36 @@ use async_trait::async_trait;
 use chrono::Duration;
 use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
-use url::Url;
 
 use super::{
     Account, Authorization, Grant, Identity, Page, Platform, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RawToken, classify_status, error_message, json, send, with_query},
+    http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::{
-    config::{PlatformSettings, Secret},
-    domain::{self, PostContent},
-};
+use crate::domain::{self, PostContent};
 
 const SCOPES: &str = "pages_show_list,pages_read_engagement,pages_manage_posts";
 
 /// The Facebook Pages client.
 #[derive(Debug)]
 pub struct FacebookClient {
-    http: reqwest::Client,
-    auth_url: Url,
-    token_url: Url,
+    app: RegisteredApp,
+    /// `{FACEBOOK_API_BASE}/{version}`.
     graph: String,
-    app_id: String,
-    app_secret: Secret,
-    redirect_uri: String,
 }
 
 impl FacebookClient {
-    /// A client for the app `app_id`; Graph calls go to `{FACEBOOK_API_BASE}/{version}`.
-    pub fn new(
-        settings: &PlatformSettings,
-        app_id: &str,
-        app_secret: &Secret,
-        redirect_uri: String,
-        version: &str,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            http,
-            auth_url: settings.auth_url.clone(),
-            token_url: settings.token_url.clone(),
-            graph: format!("{}/{version}", settings.api_base.as_str().trim_end_matches('/')),
-            app_id: app_id.to_owned(),
-            app_secret: app_secret.clone(),
-            redirect_uri,
-        }
+    /// A client for a registered app; Graph calls go to `{FACEBOOK_API_BASE}/{version}`.
+    pub(crate) fn new(app: RegisteredApp, version: &str) -> Self {
+        let graph = format!("{}/{version}", app.api_base);
+        Self { app, graph }
     }
 
+    /// Facebook's token endpoint takes GET with the app credentials in the query.
     async fn token(&self, params: &[(&str, &str)]) -> Result<RawToken, PlatformError> {
-        let mut query = vec![("client_id", self.app_id.as_str()), ("client_secret", self.app_secret.expose())];
+        let mut query =
+            vec![("client_id", self.app.client_id.as_str()), ("client_secret", self.app.client_secret.expose())];
         query.extend_from_slice(params);
-        let response = send::<Graph>(self.http.get(self.token_url.clone()).query(&query), Effect::Read).await?;
+        let response = send::<Graph>(self.app.http.get(self.app.token_url.clone()).query(&query), Effect::Read).await?;
         json::<Graph, RawToken>(response, "the token request", Effect::Read).await
     }
 }
@@ -140,21 +120,17 @@ impl Platform for FacebookClient {
     }
 
     fn authorize(&self, state: &str) -> Authorization {
-        let url = with_query(
-            &self.auth_url,
-            &[
-                ("client_id", &self.app_id),
-                ("redirect_uri", &self.redirect_uri),
-                ("state", state),
-                ("response_type", "code"),
-                ("scope", SCOPES),
-            ],
-        );
-        Authorization { url: url.to_string(), pkce_verifier: None }
+        self.app.authorization(&[
+            ("client_id", &self.app.client_id),
+            ("redirect_uri", &self.app.redirect_uri),
+            ("state", state),
+            ("response_type", "code"),
+            ("scope", SCOPES),
+        ])
     }
 
     async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        let short = self.token(&[("redirect_uri", &self.redirect_uri), ("code", code)]).await?;
+        let short = self.token(&[("redirect_uri", &self.app.redirect_uri), ("code", code)]).await?;
         let long =
             self.token(&[("grant_type", "fb_exchange_token"), ("fb_exchange_token", &short.access_token)]).await?;
         Ok(long.into_token_set())
@@ -162,7 +138,7 @@ impl Platform for FacebookClient {
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
         let request =
-            self.http.get(format!("{}/me", self.graph)).query(&[("fields", "id,name")]).bearer_auth(access_token);
+            self.app.http.get(format!("{}/me", self.graph)).query(&[("fields", "id,name")]).bearer_auth(access_token);
         let me: Me = json::<Graph, _>(send::<Graph>(request, Effect::Read).await?, "/me", Effect::Read).await?;
         Ok(Identity { user_id: me.id, username: me.name })
     }
@@ -181,6 +157,7 @@ impl Platform for FacebookClient {
 
     async fn pages(&self, access_token: &str) -> Result<Vec<Page>, PlatformError> {
         let request = self
+            .app
             .http
             .get(format!("{}/me/accounts", self.graph))
             .query(&[("fields", "id,name,access_token"), ("limit", "100")])
@@ -193,6 +170,7 @@ impl Platform for FacebookClient {
     /// `DELETE /{user-id}/permissions` de-authorizes the app, Page tokens included.
     async fn revoke(&self, grant: &Grant) -> Result<bool, PlatformError> {
         let request = self
+            .app
             .http
             .delete(format!("{}/{}/permissions", self.graph, grant.platform_user_id))
             .bearer_auth(&grant.access_token);
@@ -211,6 +189,7 @@ impl Platform for FacebookClient {
             account.page_id.as_deref().ok_or_else(|| PlatformError::Rejected("no Facebook Page is selected".into()))?;
         let message = content.rendered();
         let request = self
+            .app
             .http
             .post(format!("{}/{page_id}/feed", self.graph))
             .bearer_auth(access_token)

@@ -140,3 +140,48 @@ pub(crate) fn with_query(base: &url::Url, params: &[(&str, &str)]) -> url::Url {
     url.query_pairs_mut().extend_pairs(params);
     url
 }
+
+/// An app registered with a platform: its credentials, its endpoints and Herald's redirect URI.
+/// The modules that run the OAuth flow by hand (all but X) are built on one.
+#[derive(Debug)]
+pub(crate) struct RegisteredApp {
+    pub http: reqwest::Client,
+    pub auth_url: url::Url,
+    pub token_url: url::Url,
+    /// `{P}_API_BASE` without a trailing slash.
+    pub api_base: String,
+    pub client_id: String,
+    pub client_secret: crate::config::Secret,
+    pub redirect_uri: String,
+}
+
+impl RegisteredApp {
+    pub fn new(
+        settings: &crate::config::PlatformSettings,
+        client_id: &str,
+        client_secret: &crate::config::Secret,
+        redirect_uri: String,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            http,
+            auth_url: settings.auth_url.clone(),
+            token_url: settings.token_url.clone(),
+            api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.clone(),
+            redirect_uri,
+        }
+    }
+
+    /// The consent URL with these query parameters (no PKCE).
+    pub fn authorization(&self, params: &[(&str, &str)]) -> super::Authorization {
+        super::Authorization { url: with_query(&self.auth_url, params).to_string(), pkce_verifier: None }
+    }
+
+    /// POSTs a form to the token endpoint and reads the token answer.
+    pub async fn post_token<D: Dialect>(&self, fields: &[(&str, &str)]) -> Result<super::TokenSet, PlatformError> {
+        let response = send::<D>(self.http.post(self.token_url.clone()).form(fields), Effect::Read).await?;
+        Ok(json::<D, RawToken>(response, "the token request", Effect::Read).await?.into_token_set())
+    }
+}

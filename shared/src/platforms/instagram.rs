@@ -14,52 +14,26 @@ use async_trait::async_trait;
 use chrono::Duration;
 use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
-use url::Url;
 
 use super::{
     Account, Authorization, Identity, Platform, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RawToken, classify_status, error_message, json, send, with_query},
+    http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::{
-    config::{PlatformSettings, Secret},
-    domain::{self, PostContent},
-};
+use crate::domain::{self, PostContent};
 
 const SCOPES: &str = "instagram_business_basic,instagram_business_content_publish";
 
 /// The Instagram client.
 #[derive(Debug)]
 pub struct InstagramClient {
-    http: reqwest::Client,
-    auth_url: Url,
-    token_url: Url,
-    api_base: String,
+    app: RegisteredApp,
     version: String,
-    client_id: String,
-    client_secret: Secret,
-    redirect_uri: String,
 }
 
 impl InstagramClient {
-    /// A client for the app `client_id`, with endpoints from `settings`.
-    pub fn new(
-        settings: &PlatformSettings,
-        client_id: &str,
-        client_secret: &Secret,
-        redirect_uri: String,
-        version: &str,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            http,
-            auth_url: settings.auth_url.clone(),
-            token_url: settings.token_url.clone(),
-            api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
-            version: version.to_owned(),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.clone(),
-            redirect_uri,
-        }
+    /// A client for a registered app, calling Graph `version`.
+    pub(crate) fn new(app: RegisteredApp, version: &str) -> Self {
+        Self { app, version: version.to_owned() }
     }
 }
 
@@ -104,37 +78,34 @@ impl Platform for InstagramClient {
     }
 
     fn authorize(&self, state: &str) -> Authorization {
-        let url = with_query(
-            &self.auth_url,
-            &[
-                ("client_id", &self.client_id),
-                ("redirect_uri", &self.redirect_uri),
-                ("response_type", "code"),
-                ("scope", SCOPES),
-                ("state", state),
-            ],
-        );
-        Authorization { url: url.to_string(), pkce_verifier: None }
+        self.app.authorization(&[
+            ("client_id", &self.app.client_id),
+            ("redirect_uri", &self.app.redirect_uri),
+            ("response_type", "code"),
+            ("scope", SCOPES),
+            ("state", state),
+        ])
     }
 
     async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
         // Instagram appends `#_` to the redirect; a client that kept it would send it back.
         let code = code.trim_end_matches("#_");
         let form = [
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
+            ("client_id", self.app.client_id.as_str()),
+            ("client_secret", self.app.client_secret.expose()),
             ("grant_type", "authorization_code"),
-            ("redirect_uri", &self.redirect_uri),
+            ("redirect_uri", &self.app.redirect_uri),
             ("code", code),
         ];
-        let response = send::<Instagram>(self.http.post(self.token_url.clone()).form(&form), Effect::Read).await?;
+        let response =
+            send::<Instagram>(self.app.http.post(self.app.token_url.clone()).form(&form), Effect::Read).await?;
         let short: ShortToken = json::<Instagram, _>(response, "the code exchange", Effect::Read).await?;
         let query = [
             ("grant_type", "ig_exchange_token"),
-            ("client_secret", self.client_secret.expose()),
+            ("client_secret", self.app.client_secret.expose()),
             ("access_token", short.access_token.as_str()),
         ];
-        let request = self.http.get(format!("{}/access_token", self.api_base)).query(&query);
+        let request = self.app.http.get(format!("{}/access_token", self.app.api_base)).query(&query);
         let long: RawToken =
             json::<Instagram, _>(send::<Instagram>(request, Effect::Read).await?, "the token exchange", Effect::Read)
                 .await?;
@@ -143,8 +114,9 @@ impl Platform for InstagramClient {
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
         let request = self
+            .app
             .http
-            .get(format!("{}/{}/me", self.api_base, self.version))
+            .get(format!("{}/{}/me", self.app.api_base, self.version))
             .query(&[("fields", "user_id,username")])
             .bearer_auth(access_token);
         let me: Me = json::<Instagram, _>(send::<Instagram>(request, Effect::Read).await?, "/me", Effect::Read).await?;
@@ -158,7 +130,7 @@ impl Platform for InstagramClient {
     /// Refreshes the long-lived access token itself.
     async fn refresh(&self, access_token: &str) -> Result<TokenSet, PlatformError> {
         let query = [("grant_type", "ig_refresh_token"), ("access_token", access_token)];
-        let request = self.http.get(format!("{}/refresh_access_token", self.api_base)).query(&query);
+        let request = self.app.http.get(format!("{}/refresh_access_token", self.app.api_base)).query(&query);
         let token: RawToken =
             json::<Instagram, _>(send::<Instagram>(request, Effect::Read).await?, "the refresh", Effect::Read).await?;
         Ok(token.into_token_set())

@@ -15,60 +15,32 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
-use url::Url;
 
 use super::{
     Account, Authorization, Identity, Platform, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RawToken, classify_status, error_message, json, send, with_query},
+    http::{Dialect, Effect, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::{
-    config::{PlatformSettings, Secret},
-    domain::{self, PostContent},
-};
+use crate::domain::{self, PostContent};
 
 const SCOPES: &str = "openid profile w_member_social";
 
 /// The LinkedIn client.
 #[derive(Debug)]
 pub struct LinkedinClient {
-    http: reqwest::Client,
-    auth_url: Url,
-    token_url: Url,
-    api_base: String,
-    client_id: String,
-    client_secret: Secret,
-    redirect_uri: String,
+    app: RegisteredApp,
     version: String,
 }
 
 impl LinkedinClient {
-    /// A client for the app `client_id`, with endpoints from `settings`.
-    pub fn new(
-        settings: &PlatformSettings,
-        client_id: &str,
-        client_secret: &Secret,
-        redirect_uri: String,
-        version: String,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            http,
-            auth_url: settings.auth_url.clone(),
-            token_url: settings.token_url.clone(),
-            api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.clone(),
-            redirect_uri,
-            version,
-        }
+    /// A client for a registered app, sending `LinkedIn-Version: {version}`.
+    pub(crate) fn new(app: RegisteredApp, version: String) -> Self {
+        Self { app, version }
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenSet, PlatformError> {
         let mut fields = form.to_vec();
-        fields.extend([("client_id", self.client_id.as_str()), ("client_secret", self.client_secret.expose())]);
-        let request = self.http.post(self.token_url.clone()).form(&fields);
-        let response = send::<Linkedin>(request, Effect::Read).await?;
-        Ok(json::<Linkedin, RawToken>(response, "the token request", Effect::Read).await?.into_token_set())
+        fields.extend([("client_id", self.app.client_id.as_str()), ("client_secret", self.app.client_secret.expose())]);
+        self.app.post_token::<Linkedin>(&fields).await
     }
 }
 
@@ -127,25 +99,22 @@ impl Platform for LinkedinClient {
     }
 
     fn authorize(&self, state: &str) -> Authorization {
-        let url = with_query(
-            &self.auth_url,
-            &[
-                ("response_type", "code"),
-                ("client_id", &self.client_id),
-                ("redirect_uri", &self.redirect_uri),
-                ("state", state),
-                ("scope", SCOPES),
-            ],
-        );
-        Authorization { url: url.to_string(), pkce_verifier: None }
+        self.app.authorization(&[
+            ("response_type", "code"),
+            ("client_id", &self.app.client_id),
+            ("redirect_uri", &self.app.redirect_uri),
+            ("state", state),
+            ("scope", SCOPES),
+        ])
     }
 
     async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        self.token(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &self.redirect_uri)]).await
+        self.token(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &self.app.redirect_uri)])
+            .await
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
-        let request = self.http.get(format!("{}/v2/userinfo", self.api_base)).bearer_auth(access_token);
+        let request = self.app.http.get(format!("{}/v2/userinfo", self.app.api_base)).bearer_auth(access_token);
         let response = send::<Linkedin>(request, Effect::Read).await?;
         let user: UserInfo = json::<Linkedin, _>(response, "/v2/userinfo", Effect::Read).await?;
         Ok(Identity { user_id: user.sub, username: user.name })
@@ -175,8 +144,9 @@ impl Platform for LinkedinClient {
             "isReshareDisabledByAuthor": false,
         });
         let request = self
+            .app
             .http
-            .post(format!("{}/rest/posts", self.api_base))
+            .post(format!("{}/rest/posts", self.app.api_base))
             .bearer_auth(access_token)
             .header("LinkedIn-Version", &self.version)
             .header("X-Restli-Protocol-Version", "2.0.0")

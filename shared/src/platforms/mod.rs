@@ -232,25 +232,16 @@ impl Platforms {
         for platform in domain::Platform::ALL {
             let config = settings.platform(platform);
             let Some((id, secret)) = config.credentials() else { continue };
-            let redirect_uri = settings.redirect_uri(platform);
-            let http = http.clone();
-            let graph = settings.graph_api_version.as_str();
+            let app = http::RegisteredApp::new(config, id, secret, settings.redirect_uri(platform), http.clone());
             let client: Arc<dyn Platform> = match platform {
-                domain::Platform::Twitter => Arc::new(x::XClient::new(config, id, secret, redirect_uri, http)),
-                domain::Platform::Linkedin => Arc::new(linkedin::LinkedinClient::new(
-                    config,
-                    id,
-                    secret,
-                    redirect_uri,
-                    settings.linkedin_api_version.clone(),
-                    http,
-                )),
-                domain::Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(config, id, secret, redirect_uri, http)),
-                domain::Platform::Facebook => {
-                    Arc::new(facebook::FacebookClient::new(config, id, secret, redirect_uri, graph, http))
+                domain::Platform::Twitter => Arc::new(x::XClient::new(app)),
+                domain::Platform::Linkedin => {
+                    Arc::new(linkedin::LinkedinClient::new(app, settings.linkedin_api_version.clone()))
                 }
+                domain::Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(app)),
+                domain::Platform::Facebook => Arc::new(facebook::FacebookClient::new(app, &settings.graph_api_version)),
                 domain::Platform::Instagram => {
-                    Arc::new(instagram::InstagramClient::new(config, id, secret, redirect_uri, graph, http))
+                    Arc::new(instagram::InstagramClient::new(app, &settings.graph_api_version))
                 }
             };
             clients.insert(platform, client);

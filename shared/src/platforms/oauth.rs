@@ -15,8 +15,7 @@ use oauth2::{
     http,
 };
 
-use super::{Authorization, PlatformError, TokenSet};
-use crate::config::{PlatformSettings, Secret};
+use super::{Authorization, PlatformError, TokenSet, http::RegisteredApp};
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
@@ -57,24 +56,17 @@ pub(crate) enum HttpError {
 }
 
 impl OAuthApp {
-    pub(crate) fn new(
-        settings: &PlatformSettings,
-        client_id: &str,
-        client_secret: &Secret,
-        redirect_uri: String,
-        flow: Flow,
-        http: reqwest::Client,
-    ) -> Self {
+    pub(crate) fn new(app: &RegisteredApp, flow: Flow) -> Self {
         // The URLs were parsed as URLs by the settings; oauth2's newtypes only re-wrap them.
-        let client = BasicClient::new(ClientId::new(client_id.to_owned()))
-            .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
-            .set_auth_uri(AuthUrl::from_url(settings.auth_url.clone()))
-            .set_token_uri(TokenUrl::from_url(settings.token_url.clone()))
-            .set_redirect_uri(RedirectUrl::new(redirect_uri).expect("built from BACKEND_URL, a valid URL"))
+        let client = BasicClient::new(ClientId::new(app.client_id.clone()))
+            .set_client_secret(ClientSecret::new(app.client_secret.expose().to_owned()))
+            .set_auth_uri(AuthUrl::from_url(app.auth_url.clone()))
+            .set_token_uri(TokenUrl::from_url(app.token_url.clone()))
+            .set_redirect_uri(RedirectUrl::new(app.redirect_uri.clone()).expect("built from BACKEND_URL, a valid URL"))
             .set_auth_type(match flow.auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
             });
-        Self { client, http: Http(http), scopes: flow.scopes, pkce: flow.pkce }
+        Self { client, http: Http(app.http.clone()), scopes: flow.scopes, pkce: flow.pkce }
     }
 
     pub(crate) fn authorize(&self, state: &str) -> Authorization {

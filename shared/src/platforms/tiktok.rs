@@ -13,61 +13,35 @@ use async_trait::async_trait;
 use chrono::Duration;
 use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
-use url::Url;
 
 use super::{
     Account, Authorization, Grant, Identity, Platform, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RawToken, classify_status, error_message, json, send, with_query},
+    http::{Dialect, Effect, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::{
-    config::{PlatformSettings, Secret},
-    domain::{self, PostContent},
-};
+use crate::domain::{self, PostContent};
 
 const SCOPES: &str = "user.info.basic,video.publish";
 
 /// The TikTok client.
 #[derive(Debug)]
 pub struct TiktokClient {
-    http: reqwest::Client,
-    auth_url: Url,
-    token_url: Url,
-    api_base: String,
-    client_key: String,
-    client_secret: Secret,
-    redirect_uri: String,
+    app: RegisteredApp,
 }
 
 impl TiktokClient {
-    /// A client for the app `client_key`, with endpoints from `settings`.
-    pub fn new(
-        settings: &PlatformSettings,
-        client_key: &str,
-        client_secret: &Secret,
-        redirect_uri: String,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            http,
-            auth_url: settings.auth_url.clone(),
-            token_url: settings.token_url.clone(),
-            api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
-            client_key: client_key.to_owned(),
-            client_secret: client_secret.clone(),
-            redirect_uri,
-        }
+    /// A client for a registered app; its client id is TikTok's `client_key`.
+    pub(crate) fn new(app: RegisteredApp) -> Self {
+        Self { app }
     }
 
     fn credentials(&self) -> [(&str, &str); 2] {
-        [("client_key", self.client_key.as_str()), ("client_secret", self.client_secret.expose())]
+        [("client_key", self.app.client_id.as_str()), ("client_secret", self.app.client_secret.expose())]
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenSet, PlatformError> {
         let mut fields = self.credentials().to_vec();
         fields.extend_from_slice(form);
-        let request = self.http.post(self.token_url.clone()).form(&fields);
-        let response = send::<Tiktok>(request, Effect::Read).await?;
-        Ok(json::<Tiktok, RawToken>(response, "the token request", Effect::Read).await?.into_token_set())
+        self.app.post_token::<Tiktok>(&fields).await
     }
 }
 
@@ -116,27 +90,25 @@ impl Platform for TiktokClient {
     }
 
     fn authorize(&self, state: &str) -> Authorization {
-        let url = with_query(
-            &self.auth_url,
-            &[
-                ("client_key", &self.client_key),
-                ("scope", SCOPES),
-                ("redirect_uri", &self.redirect_uri),
-                ("state", state),
-                ("response_type", "code"),
-            ],
-        );
-        Authorization { url: url.to_string(), pkce_verifier: None }
+        self.app.authorization(&[
+            ("client_key", &self.app.client_id),
+            ("scope", SCOPES),
+            ("redirect_uri", &self.app.redirect_uri),
+            ("state", state),
+            ("response_type", "code"),
+        ])
     }
 
     async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        self.token(&[("code", code), ("grant_type", "authorization_code"), ("redirect_uri", &self.redirect_uri)]).await
+        self.token(&[("code", code), ("grant_type", "authorization_code"), ("redirect_uri", &self.app.redirect_uri)])
+            .await
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
         let request = self
+            .app
             .http
-            .get(format!("{}/v2/user/info/", self.api_base))
+            .get(format!("{}/v2/user/info/", self.app.api_base))
             .query(&[("fields", "open_id,union_id,avatar_url,display_name")])
             .bearer_auth(access_token);
         let response = send::<Tiktok>(request, Effect::Read).await?;
@@ -161,7 +133,7 @@ impl Platform for TiktokClient {
     async fn revoke(&self, grant: &Grant) -> Result<bool, PlatformError> {
         let mut fields = self.credentials().to_vec();
         fields.push(("token", grant.access_token.as_str()));
-        let request = self.http.post(format!("{}/v2/oauth/revoke/", self.api_base)).form(&fields);
+        let request = self.app.http.post(format!("{}/v2/oauth/revoke/", self.app.api_base)).form(&fields);
         send::<Tiktok>(request, Effect::Read).await?;
         Ok(true)
     }

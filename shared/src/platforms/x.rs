@@ -15,13 +15,10 @@ use serde::Deserialize;
 
 use super::{
     Account, Authorization, Grant, Identity, Platform, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, classify_status, json, send},
+    http::{Dialect, Effect, RegisteredApp, classify_status, json, send},
     oauth::{ClientAuth, Flow, OAuthApp},
 };
-use crate::{
-    config::{PlatformSettings, Secret},
-    domain::{self, PostContent},
-};
+use crate::domain::{self, PostContent};
 
 /// Confidential client (Basic auth), PKCE S256, and the minimal scopes for posting text and media
 /// and staying connected (`offline.access` is what makes X issue a refresh token).
@@ -35,28 +32,13 @@ const FLOW: Flow = Flow {
 #[derive(Debug)]
 pub struct XClient {
     oauth: OAuthApp,
-    client_id: String,
-    client_secret: Secret,
-    http: reqwest::Client,
-    api_base: String,
+    app: RegisteredApp,
 }
 
 impl XClient {
-    /// A client for the app `client_id`, with endpoints from `settings`.
-    pub fn new(
-        settings: &PlatformSettings,
-        client_id: &str,
-        client_secret: &Secret,
-        redirect_uri: String,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            oauth: OAuthApp::new(settings, client_id, client_secret, redirect_uri, FLOW, http.clone()),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.clone(),
-            http,
-            api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
-        }
+    /// A client for a registered app.
+    pub(crate) fn new(app: RegisteredApp) -> Self {
+        Self { oauth: OAuthApp::new(&app, FLOW), app }
     }
 }
 
@@ -134,7 +116,7 @@ impl Platform for XClient {
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
-        let request = self.http.get(format!("{}/2/users/me", self.api_base)).bearer_auth(access_token);
+        let request = self.app.http.get(format!("{}/2/users/me", self.app.api_base)).bearer_auth(access_token);
         let response = send::<X>(request, Effect::Read).await?;
         let user: Envelope<User> = json::<X, _>(response, "/2/users/me", Effect::Read).await?;
         Ok(Identity { user_id: user.data.id, username: Some(user.data.username) })
@@ -156,9 +138,10 @@ impl Platform for XClient {
         for (token, hint) in tokens {
             let Some(token) = token else { continue };
             let request = self
+                .app
                 .http
-                .post(format!("{}/2/oauth2/revoke", self.api_base))
-                .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+                .post(format!("{}/2/oauth2/revoke", self.app.api_base))
+                .basic_auth(&self.app.client_id, Some(self.app.client_secret.expose()))
                 .form(&[("token", token), ("token_type_hint", hint)]);
             send::<X>(request, Effect::Read).await?;
         }
@@ -172,8 +155,9 @@ impl Platform for XClient {
         content: &PostContent,
     ) -> Result<Published, PlatformError> {
         let request = self
+            .app
             .http
-            .post(format!("{}/2/tweets", self.api_base))
+            .post(format!("{}/2/tweets", self.app.api_base))
             .bearer_auth(access_token)
             .json(&serde_json::json!({ "text": content.rendered() }));
         let response = send::<X>(request, Effect::Write).await?;
