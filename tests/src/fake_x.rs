@@ -60,6 +60,8 @@ struct State {
     issued: Vec<String>,
     tweets: Vec<(String, String)>,
     scripted: VecDeque<Scripted>,
+    scripted_tokens: VecDeque<(u16, String, String, Duration)>,
+    deny_next_consent: bool,
     clock_offset: chrono::Duration,
     access_ttl_secs: i64,
     next_id: u64,
@@ -183,6 +185,21 @@ impl FakeX {
         self.state.lock().expect("fake state").account = Some((id.to_owned(), username.to_owned()));
     }
 
+    /// Queues a canned answer for the next call of the token endpoint (recorded, not processed).
+    pub fn script_token(&self, status: u16, body: String, content_type: &str, delay: Duration) {
+        self.state.lock().expect("fake state").scripted_tokens.push_back((
+            status,
+            body,
+            content_type.to_owned(),
+            delay,
+        ));
+    }
+
+    /// The next consent redirects back with `error=access_denied`, as when the user cancels.
+    pub fn deny_next_consent(&self) {
+        self.state.lock().expect("fake state").deny_next_consent = true;
+    }
+
     /// Makes `POST /2/oauth2/revoke` answer 503 from now on.
     pub fn fail_revocation(&self) {
         self.state.lock().expect("fake state").revoke_fails = true;
@@ -224,6 +241,15 @@ fn authorize(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
     }
     let redirect_uri = get("redirect_uri");
     let mut state = state.lock().expect("fake state");
+    if std::mem::take(&mut state.deny_next_consent) {
+        let mut location = url::Url::parse(&redirect_uri).expect("redirect uri");
+        location
+            .query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "The user denied the request")
+            .append_pair("state", &state_param);
+        return Response::builder().status(StatusCode::FOUND).header(header::LOCATION, location.as_str()).finish();
+    }
     let code = state.mint();
     let issued_at = state.now();
     state.codes.insert(
@@ -274,6 +300,14 @@ async fn revoke(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> R
 
 #[handler]
 async fn token_endpoint(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> Response {
+    let scripted = state.lock().expect("fake state").scripted_tokens.pop_front();
+    if let Some((status, body, content_type, delay)) = scripted {
+        tokio::time::sleep(delay).await;
+        return Response::builder()
+            .status(StatusCode::from_u16(status).expect("status"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body);
+    }
     if !client_authenticated(req) {
         return client_unauthorized();
     }

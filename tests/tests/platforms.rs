@@ -306,9 +306,10 @@ async fn refresh_rotation_and_revocation_per_platform() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_and_exchange_failures_store_nothing() {
     let app = TestApp::spawn(Mode::Production).await;
-    for platform in PLATFORMS {
+    for platform in ["twitter", "linkedin", "tiktok", "facebook", "instagram"] {
         // Declined at the platform.
         match platform {
+            "twitter" => app.x.deny_next_consent(),
             "linkedin" => app.linkedin.deny_next_consent(),
             "tiktok" => app.tiktok.deny_next_consent(),
             "facebook" => app.facebook.deny_next_consent(),
@@ -320,6 +321,7 @@ async fn consent_and_exchange_failures_store_nothing() {
 
         // The token endpoint fails: a refusal, an outage, garbage, and a timeout.
         let script = |status: u16, body: &str, content_type: &str, delay: Duration| match platform {
+            "twitter" => app.x.script_token(status, body.into(), content_type, delay),
             "linkedin" => app.linkedin.script_token(status, body.into(), content_type, delay),
             "tiktok" => app.tiktok.script_token(status, body.into(), content_type, delay),
             "facebook" => app.facebook.script_token(status, body.into(), content_type, delay),

@@ -168,9 +168,9 @@ fn classify(error: RequestTokenError<HttpError, BasicErrorResponse>) -> Platform
             PlatformError::Rejected(message)
         }
         RequestTokenError::Request(e) => PlatformError::Transient(e.to_string()),
-        RequestTokenError::Parse(_, _) => {
-            PlatformError::Transient("token endpoint answered with a body that is not an OAuth token response".into())
-        }
+        RequestTokenError::Parse(_, _) => PlatformError::Transient(
+            "token endpoint answered with an unexpected body (not an OAuth token response)".into(),
+        ),
         RequestTokenError::Other(message) => PlatformError::Transient(message),
     }
 }
