@@ -19,7 +19,7 @@ use crate::{
 
 /// How long an authorization may take.
 pub const STATE_TTL_MINUTES: i64 = 10;
-/// Connections without a refresh token are reported `expiring` this close to expiry.
+/// A connection is reported `expiring` this close to the end of what keeps it alive.
 const EXPIRING_WITHIN_DAYS: i64 = 7;
 
 /// The start of an authorization.
@@ -238,7 +238,8 @@ pub enum State {
     Disconnected,
     /// Usable.
     Active,
-    /// No refresh token and expiry within 7 days.
+    /// Within 7 days of the end: the access token when there is no refresh token, otherwise the
+    /// refresh token.
     Expiring,
     /// Expired; reconnect.
     Expired,
@@ -282,9 +283,15 @@ pub fn connection_state(row: &connection::Model, now: DateTime<Utc>) -> State {
         Some(ConnectionStatus::Error) | None => return State::Error,
         Some(ConnectionStatus::Active) => {}
     }
-    match (row.token_expires_at, &row.refresh_token) {
-        (Some(at), None) if at <= now => State::Expired,
-        (Some(at), None) if at <= now + Duration::days(EXPIRING_WITHIN_DAYS) => State::Expiring,
+    // What limits the connection: the access token when nothing can renew it, otherwise the
+    // refresh token's own lifetime (TikTok's 180 days, LinkedIn's 365).
+    let limit = match &row.refresh_token {
+        None => row.token_expires_at,
+        Some(_) => row.refresh_expires_at,
+    };
+    match limit {
+        Some(at) if at <= now => State::Expired,
+        Some(at) if at <= now + Duration::days(EXPIRING_WITHIN_DAYS) => State::Expiring,
         _ => State::Active,
     }
 }
@@ -430,4 +437,45 @@ pub async fn select_page(app: &App, user_id: &str, platform: Platform, page_id: 
     connections::set_page(&app.db, row, stored).await?;
     tracing::info!(platform = %platform, page.id = %page.id, "page selected");
     Ok(PageInfo { id: page.id, name: page.name, selected: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(expires: Option<i64>, refresh: bool, refresh_expires: Option<i64>) -> connection::Model {
+        let now = Utc::now();
+        connection::Model {
+            id: 1,
+            user_id: "u".into(),
+            platform: "tiktok".into(),
+            platform_user_id: "p".into(),
+            platform_username: None,
+            access_token: "c".into(),
+            refresh_token: refresh.then(|| "r".into()),
+            token_expires_at: expires.map(|d| now + Duration::days(d)),
+            refresh_expires_at: refresh_expires.map(|d| now + Duration::days(d)),
+            scopes: serde_json::json!([]),
+            connection_status: "active".into(),
+            last_error: None,
+            page_id: None,
+            page_name: None,
+            page_access_token: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn state_follows_what_keeps_the_connection_alive() {
+        let now = Utc::now();
+        assert_eq!(connection_state(&row(Some(30), false, None), now), State::Active);
+        assert_eq!(connection_state(&row(Some(3), false, None), now), State::Expiring);
+        assert_eq!(connection_state(&row(Some(-1), false, None), now), State::Expired);
+        // A refresh token renews the access token; its own expiry is what counts.
+        assert_eq!(connection_state(&row(Some(-1), true, Some(100)), now), State::Active);
+        assert_eq!(connection_state(&row(Some(1), true, Some(5)), now), State::Expiring);
+        assert_eq!(connection_state(&row(Some(1), true, Some(-1)), now), State::Expired);
+        assert_eq!(connection_state(&row(Some(1), true, None), now), State::Active);
+    }
 }

@@ -291,6 +291,17 @@ impl TestApp {
         app
     }
 
+    /// Starts one more worker process on the same database and queue (production mode), as a
+    /// horizontally scaled deployment runs them.
+    pub async fn spawn_worker(&mut self) {
+        assert!(matches!(self.settings.storage, Storage::External { .. }), "extra workers need Redis");
+        let app = App::start(self.settings.clone(), Schema::RequireCurrent).await.expect("worker app");
+        let mut stop = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(worker::run(app, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
+
     /// An absolute URL of the api.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)

@@ -60,13 +60,17 @@ const TERMINAL: &[&str] = &["posted", "failed", "unknown"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_token_is_refreshed_once_with_rotation() {
-    let app = TestApp::spawn(Mode::Production).await;
+    let mut app = TestApp::spawn(Mode::Production).await;
+    // Three worker processes share the queue and race for the same connection's token.
+    app.spawn_worker().await;
+    app.spawn_worker().await;
     app.connect_x("alice").await;
     let before = stored_refresh_token(&app).await;
     // X's tokens are now dead and Herald's row says they expire in a minute (inside the margin).
     expire_token(&app, chrono::Duration::minutes(1)).await;
 
-    // Five posts due in the same second race for the token: one refresh serves them all.
+    // Five posts due in the same second race for the token across the workers (and their refresh
+    // sweeps): one refresh serves them all.
     let at = Utc::now() + chrono::Duration::seconds(1);
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -83,6 +87,7 @@ async fn expiring_token_is_refreshed_once_with_rotation() {
         .filter(|r| r.form()["grant_type"] == "refresh_token")
         .collect();
     assert_eq!(refreshes.len(), 1, "one refresh for five posts");
+    assert_eq!(app.x.requests_to("/2/tweets").len(), 5, "each post sent once, whichever worker took it");
     assert!(refreshes[0].headers["authorization"].starts_with("Basic "));
     assert_eq!(app.x.spent_refresh_tokens().len(), 1);
     let after = stored_refresh_token(&app).await;
