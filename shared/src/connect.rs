@@ -410,10 +410,12 @@ async fn page_connection(
     let row = connections::find(&app.db, user_id, platform).await?.ok_or(Error::NotFound("connection"))?;
     let user_token = app.cipher.decrypt(&row.access_token)?;
     let pages = client.pages(&user_token).await.map_err(|e| match e {
-        crate::platforms::PlatformError::Unauthorized(message) => Error::Conflict {
-            code: "reconnect_required",
-            message: format!("{platform} refused the stored token ({message}); reconnect the account"),
-        },
+        crate::platforms::PlatformError::Unauthorized(message) | crate::platforms::PlatformError::Revoked(message) => {
+            Error::Conflict {
+                code: "reconnect_required",
+                message: format!("{platform} refused the stored token ({message}); reconnect the account"),
+            }
+        }
         other => Error::Upstream(format!("{platform} Page lookup failed: {}", other.message())),
     })?;
     Ok((row, pages))

@@ -117,10 +117,15 @@ async fn refresh_locked(
             tracing::info!(connection.id = connection_id, platform = %platform, "token refreshed");
             Ok(AccessToken { token: tokens.access_token, connection: row })
         }
-        Err(error @ (PlatformError::Rejected(_) | PlatformError::Unauthorized(_))) => {
+        Err(error @ (PlatformError::Rejected(_) | PlatformError::Unauthorized(_) | PlatformError::Revoked(_))) => {
             let message =
                 format!("{platform} refused to refresh the token ({}); reconnect the account", error.message());
-            connections::mark(&app.db, row.id, ConnectionStatus::Expired, &message).await?;
+            let status = if matches!(error, PlatformError::Revoked(_)) {
+                ConnectionStatus::Revoked
+            } else {
+                ConnectionStatus::Expired
+            };
+            connections::mark(&app.db, row.id, status, &message).await?;
             app.metrics.refresh(platform.as_str(), "refused");
             tracing::warn!(connection.id = connection_id, platform = %platform, error = %error.message(), "token refresh refused");
             Err(TokenError::NotConnected(message))

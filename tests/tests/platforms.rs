@@ -154,6 +154,25 @@ async fn facebook_page_choice_and_publishing() {
     assert_eq!((posts[0].1.as_str(), posts[0].2.as_str()), ("101", "Fresh bread today"));
     assert_eq!(post["platform_post_id"], posts[0].0.as_str());
 
+    // The user removes the app on Facebook: the next post fails and the connection says `revoked`.
+    let deauthorize = format!("{}/v26.0/{}/permissions", app.facebook.base_url, fake_facebook::USER_ID);
+    let app_token = format!("{}|{}", fake_facebook::APP_ID, fake_facebook::APP_SECRET);
+    let response = reqwest::Client::new().delete(deauthorize).bearer_auth(app_token).send().await.expect("deauthorize");
+    assert!(response.status().is_success());
+    let again = json!({"campaign_id": "fb", "platforms": ["facebook"], "content": "After removal", "scheduled_time": Utc::now().to_rfc3339()});
+    let (status, body) = app.post("alice", "/api/v1/posts/schedule", &again).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["posts"][0]["id"].as_str().expect("id").to_owned();
+    let post = app.wait_for_post("alice", &id, &["posted", "failed", "unknown"], Duration::from_secs(20)).await;
+    assert_eq!(
+        (post["status"].as_str(), post["error_kind"].as_str()),
+        (Some("failed"), Some("unauthorized")),
+        "{post}"
+    );
+    let line = status_of(&app, "alice", "facebook").await;
+    assert_eq!(line["status"], "revoked", "{line}");
+    assert!(line["last_error"].as_str().expect("error").contains("reconnect"));
+
     // A single Page is chosen without asking.
     app.facebook.set_pages(vec![("201".into(), "Only Page".into())]);
     let html = app.connect("carol", "facebook").await;

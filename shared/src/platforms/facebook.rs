@@ -63,6 +63,8 @@ struct GraphError {
     message: String,
     #[serde(default)]
     code: i64,
+    #[serde(default)]
+    error_subcode: i64,
 }
 
 impl Dialect for Graph {
@@ -76,14 +78,17 @@ impl Dialect for Graph {
             .filter(|m| !m.is_empty())
             .or_else(|| error_message(body))
             .unwrap_or_else(|| format!("Graph API answered HTTP {}", status.as_u16()));
-        match error.code {
-            // Invalid, expired or revoked token.
-            190 | 102 => PlatformError::Unauthorized(message),
+        match (error.code, error.error_subcode) {
+            // The user removed the app (458) or Facebook invalidated the session for good (459,
+            // 464): access was withdrawn.
+            (190, 458 | 459 | 464) => PlatformError::Revoked(message),
+            // Otherwise an invalid or expired token.
+            (190 | 102, _) => PlatformError::Unauthorized(message),
             // Throttling: application, user, page, custom and business-use-case limits.
-            4 | 17 | 32 | 341 | 613 | 80001..=80014 => PlatformError::RateLimited { message, retry_at: None },
+            (4 | 17 | 32 | 341 | 613 | 80001..=80014, _) => PlatformError::RateLimited { message, retry_at: None },
             // "An unknown error occurred" and "service temporarily unavailable".
-            1 | 2 => PlatformError::Transient(message),
-            0 => classify_status(status, message, effect),
+            (1 | 2, _) => PlatformError::Transient(message),
+            (0, _) => classify_status(status, message, effect),
             _ => PlatformError::Rejected(message),
         }
     }

@@ -46,13 +46,14 @@ impl Dialect for Instagram {
 
     fn classify(status: StatusCode, _headers: &HeaderMap, body: &str, effect: Effect) -> PlatformError {
         let message = error_message(body).unwrap_or_else(|| format!("Instagram answered HTTP {}", status.as_u16()));
-        let graph_code = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.get("code")).and_then(serde_json::Value::as_i64));
-        match graph_code {
-            Some(190) => PlatformError::Unauthorized(message),
-            Some(4 | 17 | 32 | 613) => PlatformError::RateLimited { message, retry_at: None },
-            Some(1 | 2) => PlatformError::Transient(message),
+        let value = serde_json::from_str::<serde_json::Value>(body).ok();
+        let field = |name: &str| value.as_ref().and_then(|v| v.get("error")?.get(name)?.as_i64());
+        match (field("code"), field("error_subcode")) {
+            // The user removed the app: access was withdrawn.
+            (Some(190), Some(458)) => PlatformError::Revoked(message),
+            (Some(190), _) => PlatformError::Unauthorized(message),
+            (Some(4 | 17 | 32 | 613), _) => PlatformError::RateLimited { message, retry_at: None },
+            (Some(1 | 2), _) => PlatformError::Transient(message),
             _ => classify_status(status, message, effect),
         }
     }

@@ -123,6 +123,9 @@ pub enum PlatformError {
     /// The token was refused: refresh once, then the connection is expired.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The user or the platform withdrew Herald's access: no refresh helps; reconnect.
+    #[error("revoked: {0}")]
+    Revoked(String),
     /// Rate limited; try again at `retry_at` when the platform said.
     #[error("rate limited: {message}")]
     RateLimited {
@@ -147,6 +150,7 @@ impl PlatformError {
     pub fn message(&self) -> &str {
         match self {
             PlatformError::Unauthorized(m)
+            | PlatformError::Revoked(m)
             | PlatformError::Transient(m)
             | PlatformError::Rejected(m)
             | PlatformError::Unknown(m)
@@ -157,7 +161,7 @@ impl PlatformError {
     /// The stored error kind.
     pub fn kind(&self) -> domain::ErrorKind {
         match self {
-            PlatformError::Unauthorized(_) => domain::ErrorKind::Unauthorized,
+            PlatformError::Unauthorized(_) | PlatformError::Revoked(_) => domain::ErrorKind::Unauthorized,
             PlatformError::RateLimited { .. } => domain::ErrorKind::RateLimited,
             PlatformError::Transient(_) => domain::ErrorKind::Transient,
             PlatformError::Rejected(_) => domain::ErrorKind::Rejected,

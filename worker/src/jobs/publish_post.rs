@@ -136,6 +136,13 @@ async fn attempt(app: &App, post: &post::Model) -> Outcome {
         },
     };
     let mut result = client.publish(page_token.as_deref().unwrap_or(&token.token), &account, &content).await;
+    if let Err(PlatformError::Revoked(message)) = &result {
+        // Access was withdrawn: no refresh helps.
+        let reason = format!("{platform} access was revoked: {message}; reconnect the account");
+        if let Err(error) = connections::mark(&app.db, connection_id, ConnectionStatus::Revoked, &reason).await {
+            tracing::error!(error = %error, "could not mark the connection revoked");
+        }
+    }
     if matches!(result, Err(PlatformError::Unauthorized(_))) {
         // The platform refused a token we thought valid: refresh once and try again.
         let fresh = match tokens::access_token(app, connection_id, true, Some(&token.connection.access_token)).await {
@@ -160,7 +167,9 @@ async fn attempt(app: &App, post: &post::Model) -> Outcome {
                 .unwrap_or_else(|| Utc::now() + Duration::minutes(DEFAULT_RATE_LIMIT_WAIT_MINUTES)),
         },
         Err(PlatformError::Transient(message)) => retry_or_fail(app, post, ErrorKind::Transient, message),
-        Err(PlatformError::Unauthorized(message)) => failed(ErrorKind::Unauthorized, message),
+        Err(PlatformError::Unauthorized(message) | PlatformError::Revoked(message)) => {
+            failed(ErrorKind::Unauthorized, message)
+        }
         Err(PlatformError::Rejected(message)) => failed(ErrorKind::Rejected, message),
         Err(PlatformError::Unknown(message)) => Outcome::Unknown { error: message },
     }
