@@ -21,7 +21,7 @@ use poem::{
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 
-use crate::{RecordedRequest, Recorder, serve_fake};
+use crate::{Recorder, serve_fake};
 
 /// The app id the fake accepts.
 pub const APP_ID: &str = "1234567890123456";
@@ -321,21 +321,6 @@ impl FakeFacebook {
             ("FACEBOOK_TOKEN_URL".into(), format!("{}/v26.0/oauth/access_token", self.base_url)),
             ("FACEBOOK_API_BASE".into(), self.base_url.clone()),
         ]
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.recorder.all()
-    }
-
-    /// Requests to one path (with its version segment, e.g. `/v26.0/me/accounts`).
-    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
-    }
-
-    /// Requests whose path ends with `suffix` (e.g. `/me/accounts`), whatever the version.
-    pub fn requests_ending_with(&self, suffix: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path.ends_with(suffix)).collect()
     }
 
     /// The Graph versions (`v26.0`, ...) requests used, each once, in order of first use.
@@ -771,6 +756,12 @@ fn create_post(state: &mut State, page_id: &str, params: &HashMap<String, String
     let id = format!("{page_id}_{}", state.next_post);
     state.posts.push((id.clone(), page_id.to_owned(), message));
     json(200, serde_json::json!({ "id": id }))
+}
+
+impl crate::Fake for FakeFacebook {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use poem::{
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 
-use crate::{RecordedRequest, Recorder, serve_fake};
+use crate::{Recorder, serve_fake};
 
 /// The client id (Instagram app id) the fake accepts.
 pub const CLIENT_ID: &str = "987654321098765";
@@ -279,21 +279,6 @@ impl FakeInstagram {
             ("INSTAGRAM_TOKEN_URL".into(), format!("{}/oauth/access_token", self.base_url)),
             ("INSTAGRAM_API_BASE".into(), self.base_url.clone()),
         ]
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.recorder.all()
-    }
-
-    /// Requests to one path (e.g. `/access_token`, `/v26.0/me`).
-    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
-    }
-
-    /// Requests whose path ends with `suffix` (e.g. `/me`), with or without a version.
-    pub fn requests_ending_with(&self, suffix: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path.ends_with(suffix)).collect()
     }
 
     /// The Graph versions (`v26.0`, ...) versioned requests used, each once, in order of first use.
@@ -594,6 +579,12 @@ fn me(req: &Request, version: Option<&str>, state: &Arc<Mutex<State>>) -> Respon
     }
     answer.entry("id").or_insert_with(|| serde_json::json!(APP_SCOPED_ID));
     json(200, serde_json::Value::Object(answer))
+}
+
+impl crate::Fake for FakeInstagram {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
 }
 
 #[cfg(test)]

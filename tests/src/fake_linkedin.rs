@@ -23,7 +23,7 @@ use poem::{
 use rand::RngCore;
 use serde_json::{Value, json};
 
-use crate::{RecordedRequest, Recorder, serve_fake};
+use crate::{Recorder, serve_fake};
 
 /// The client id the fake accepts.
 pub const CLIENT_ID: &str = "fake-linkedin-client-id";
@@ -221,16 +221,6 @@ impl FakeLinkedin {
             ("LINKEDIN_TOKEN_URL".into(), format!("{}/oauth/v2/accessToken", self.base_url)),
             ("LINKEDIN_API_BASE".into(), self.base_url.clone()),
         ]
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.recorder.all()
-    }
-
-    /// Requests to one path.
-    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
     /// Every access and refresh token the fake ever issued, to look for leaks.
@@ -510,4 +500,10 @@ async fn create_post(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>)
     let urn = format!("urn:li:share:{}", state.next_id);
     state.posts.push((urn.clone(), post));
     Response::builder().status(StatusCode::CREATED).header("x-restli-id", urn).finish()
+}
+
+impl crate::Fake for FakeLinkedin {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
 }

@@ -20,7 +20,7 @@ use poem::{
 use rand::{Rng, distr::Alphanumeric};
 use serde_json::{Value, json};
 
-use crate::{RecordedRequest, Recorder, serve_fake};
+use crate::{Recorder, serve_fake};
 
 /// The client key the fake accepts (TikTok's name for the client id).
 pub const CLIENT_ID: &str = "fakettclientkey";
@@ -207,16 +207,6 @@ impl FakeTiktok {
             ("TIKTOK_TOKEN_URL".into(), format!("{}/v2/oauth/token/", self.base_url)),
             ("TIKTOK_API_BASE".into(), self.base_url.clone()),
         ]
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.recorder.all()
-    }
-
-    /// Requests to one path (TikTok's paths end in `/`).
-    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
     /// Every access and refresh token the fake ever issued, to look for leaks.
@@ -430,4 +420,10 @@ fn user_info(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
         user.insert(field.to_owned(), json!(value));
     }
     json(200, json!({"data": {"user": user}, "error": {"code": "ok", "message": "", "log_id": log_id()}}))
+}
+
+impl crate::Fake for FakeTiktok {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
 }

@@ -19,7 +19,7 @@ use poem::{
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::{RecordedRequest, Recorder, serve_fake};
+use crate::{Recorder, serve_fake};
 
 /// The client credentials the fake accepts.
 pub const CLIENT_ID: &str = "fake-x-client-id";
@@ -139,16 +139,6 @@ impl FakeX {
             ("TWITTER_TOKEN_URL".into(), format!("{}/2/oauth2/token", self.base_url)),
             ("TWITTER_API_BASE".into(), self.base_url.clone()),
         ]
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.recorder.all()
-    }
-
-    /// Requests to one path.
-    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
     /// Every token the fake ever issued (access and refresh), to look for leaks.
@@ -437,4 +427,10 @@ async fn tweets(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> R
     let id = state.next_id.to_string();
     state.tweets.push((id.clone(), text.clone()));
     json(201, serde_json::json!({"data": {"id": id, "text": text}})).into_response()
+}
+
+impl crate::Fake for FakeX {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
 }

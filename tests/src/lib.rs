@@ -58,6 +58,27 @@ impl RecordedRequest {
     }
 }
 
+/// What every fake platform offers: the requests it received.
+pub trait Fake {
+    /// The fake's recorder.
+    fn recorder(&self) -> &Recorder;
+
+    /// Every request received so far.
+    fn requests(&self) -> Vec<RecordedRequest> {
+        self.recorder().all()
+    }
+
+    /// Requests to one path.
+    fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// Requests whose path ends with `suffix`, whatever version segment precedes it.
+    fn requests_ending_with(&self, suffix: &str) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.path.ends_with(suffix)).collect()
+    }
+}
+
 /// Records every request of a fake.
 #[derive(Debug, Clone, Default)]
 pub struct Recorder(Arc<Mutex<Vec<RecordedRequest>>>);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
-use tests::{Mode, TestApp};
+use tests::{Fake, Mode, TestApp};
 
 async fn connection_rows(app: &TestApp) -> usize {
     app.db

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
-use tests::{Mode, TestApp, captured_logs, fake_facebook, fake_instagram, fake_linkedin, fake_tiktok};
+use tests::{Fake, Mode, TestApp, captured_logs, fake_facebook, fake_instagram, fake_linkedin, fake_tiktok};
 
 const PLATFORMS: [&str; 4] = ["linkedin", "tiktok", "facebook", "instagram"];
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
-use tests::{Mode, TestApp};
+use tests::{Fake, Mode, TestApp};
 
 async fn schedule(app: &TestApp, user: &str, content: &str, at: chrono::DateTime<Utc>) -> String {
     let (status, body) = app

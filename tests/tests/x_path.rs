@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
-use tests::{Mode, TestApp, captured_logs, fake_x};
+use tests::{Fake, Mode, TestApp, captured_logs, fake_x};
 
 fn in_seconds(secs: i64) -> String {
     (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
