@@ -111,6 +111,9 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// First retry delay; doubled each attempt, with jitter (`PUBLISH_RETRY_BASE_SECS`).
     pub retry_base: Duration,
+    /// How long a post may stay `publishing` before a returning job presumes its worker died
+    /// (`PUBLISH_STALE_AFTER_SECS`, default 300).
+    pub stale_after: Duration,
 }
 
 /// Everything Herald reads from its environment.
@@ -266,6 +269,7 @@ impl Settings {
                 concurrency: parse_or(&env, "WORKER_CONCURRENCY", 16usize)?.max(1),
                 max_attempts: parse_or(&env, "PUBLISH_MAX_ATTEMPTS", 3u32)?.max(1),
                 retry_base: Duration::from_secs(parse_or(&env, "PUBLISH_RETRY_BASE_SECS", 30u64)?),
+                stale_after: Duration::from_secs(parse_or(&env, "PUBLISH_STALE_AFTER_SECS", 300u64)?.max(1)),
             },
         })
     }

@@ -207,3 +207,28 @@ async fn never_published_before_its_time() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_orphaned_while_publishing_becomes_unknown_and_is_not_resent() {
+    let app = TestApp::spawn_with(Mode::Production, |env| {
+        env.insert("PUBLISH_STALE_AFTER_SECS".into(), "2".into());
+    })
+    .await;
+    app.connect_x("alice").await;
+    // A worker claimed this post and died before recording anything: the row says `publishing`,
+    // claimed just now, and its job comes back.
+    let id = schedule(&app, "alice", "claimed by a dead worker", Utc::now() + chrono::Duration::seconds(2)).await;
+    exec(
+        &app,
+        &format!(
+            "UPDATE scheduled_posts SET status = 'publishing', updated_at = '{}' WHERE id = '{id}'",
+            Utc::now().to_rfc3339()
+        ),
+    )
+    .await;
+    let post = app.wait_for_post("alice", &id, &["unknown", "posted", "failed"], Duration::from_secs(20)).await;
+    assert_eq!(post["status"], "unknown", "{post}");
+    assert!(post["posting_error"].as_str().expect("error").contains("check the platform"));
+    assert!(app.x.tweets().is_empty(), "never sent again");
+    app.stop().await;
+}

@@ -155,3 +155,25 @@ pub async fn fail_waiting_for_connection<C: sea_orm::ConnectionTrait>(
         .await?;
     Ok(result.rows_affected)
 }
+
+/// Marks a post `unknown` if it is still `publishing` exactly as it was read (same `updated_at`):
+/// its worker stopped between claiming it and recording the outcome, so whether the platform has
+/// it cannot be known. Returns whether it changed.
+pub async fn mark_orphaned(
+    db: &DatabaseConnection,
+    post_id: &str,
+    read_at: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PostStatus::Unknown.as_str()))
+        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::Unknown.as_str()))
+        .col_expr(Column::PostingError, Expr::value(error))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::Status.eq(PostStatus::Publishing.as_str()))
+        .filter(Column::UpdatedAt.eq(read_at))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -1,7 +1,8 @@
 //! `PublishPost`: publish one post at its time, exactly once (DESIGN §5).
 //!
 //! The post row decides everything: a job for a post that is no longer `pending`/`retrying` is
-//! acknowledged and dropped, a post is claimed with one conditional update before anything is
+//! acknowledged and dropped (one for a post left `publishing` by a dead worker turns it
+//! `unknown` once the claim is stale), a post is claimed with one conditional update before anything is
 //! sent, and the outcome is recorded on the row. Retries are Herald's (`retrying` plus a new job
 //! at `next_attempt_at`), never apalis's blind re-runs, so the handler acknowledges every job it
 //! has decided about and hands apalis an error only when the database could not be read.
@@ -47,6 +48,7 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), BoxDynError> {
     let due = match status {
         Some(PostStatus::Pending) => post.scheduled_time,
         Some(PostStatus::Retrying) => post.next_attempt_at.unwrap_or(post.scheduled_time),
+        Some(PostStatus::Publishing) => return orphaned(app, &post).await,
         _ => {
             tracing::info!(post.status = %post.status, "post is not waiting to be published; job dropped");
             return Ok(());
@@ -95,6 +97,26 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), BoxDynError> {
     posts::record(&app.db, post_id, outcome).await?;
     if let Some(at) = retry_at {
         app.queue.enqueue_publish(post_id, at).await?;
+    }
+    Ok(())
+}
+
+/// A job for a post that is `publishing`: apalis re-delivers the jobs of a worker that died, and
+/// the post may have died with it between claim and record. While the claim is recent another
+/// worker may still be sending, so the job looks again when the claim is stale; a stale claim
+/// becomes `unknown` (the platform may have the post), never a second send.
+async fn orphaned(app: &App, post: &post::Model) -> Result<(), BoxDynError> {
+    let stale_after = Duration::from_std(app.settings.worker.stale_after).unwrap_or(Duration::minutes(5));
+    let stale_at = post.updated_at + stale_after;
+    if Utc::now() < stale_at {
+        app.queue.enqueue_publish(&post.id, stale_at).await?;
+        tracing::info!(recheck.at = %stale_at, "post is being published elsewhere; will look again");
+        return Ok(());
+    }
+    let error = "the worker publishing this post stopped before recording the outcome; check the platform before publishing it again";
+    if posts::mark_orphaned(&app.db, &post.id, post.updated_at, error).await? {
+        app.metrics.job(&post.platform, "unknown");
+        tracing::error!(platform = %post.platform, "post orphaned while publishing; marked unknown, not re-sent");
     }
     Ok(())
 }
