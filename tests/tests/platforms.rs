@@ -285,6 +285,21 @@ async fn refresh_rotation_and_revocation_per_platform() {
     .await;
     assert_eq!(app.tiktok.spent_refresh_tokens().len(), 2, "the outage burnt no refresh token");
 
+    // LinkedIn too refuses a refresh token it has replaced: the connection says so.
+    assert_eq!(app.linkedin.spent_refresh_tokens().len(), 1);
+    exec(&app, &format!(
+        "UPDATE social_media_connections SET refresh_token = '{}', token_expires_at = '{}' WHERE platform = 'linkedin'",
+        before_linkedin.1,
+        (Utc::now() + chrono::Duration::hours(1)).to_rfc3339()
+    ))
+    .await;
+    let line = tests::wait_until(Duration::from_secs(15), "LinkedIn to be marked expired", || async {
+        let line = status_of(&app, "alice", "linkedin").await;
+        (line["status"] == "expired").then_some(line)
+    })
+    .await;
+    assert!(line["last_error"].as_str().expect("error").contains("refresh token is invalid"), "{line}");
+
     // A reused TikTok refresh token is refused: the connection is marked expired with TikTok's
     // words, and the refresh is not retried.
     exec(&app, &format!(
