@@ -148,3 +148,46 @@ pub async fn list_campaign(app: &App, user_id: &str, campaign_id: &str) -> Resul
     let campaign_id = parse_campaign_id(campaign_id)?;
     Ok(posts::list_for_campaign(&app.db, user_id, &campaign_id).await?)
 }
+
+/// Why a post could not be changed: it does not exist for this user, or it is past waiting.
+async fn not_waiting(app: &App, user_id: &str, post_id: &str, what: &str) -> Error {
+    match posts::find_for_user(&app.db, user_id, post_id).await {
+        Ok(Some(post)) => Error::Conflict {
+            code: "not_waiting",
+            message: format!("only pending or retrying posts can be {what}; this one is {}", post.status),
+        },
+        Ok(None) => Error::NotFound("post"),
+        Err(e) => e.into(),
+    }
+}
+
+/// Cancels a waiting post (`pending` or `retrying`).
+pub async fn cancel(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {
+    if !posts::cancel(&app.db, user_id, post_id).await? {
+        return Err(not_waiting(app, user_id, post_id, "cancelled").await);
+    }
+    tracing::info!(post.id = %post_id, "post cancelled");
+    get(app, user_id, post_id).await
+}
+
+/// Publishes a waiting post now instead of at its time. The job queued for its old time finds it
+/// published and drops itself.
+pub async fn publish_now(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {
+    let now = Utc::now();
+    if !posts::make_due(&app.db, user_id, post_id, now).await? {
+        return Err(not_waiting(app, user_id, post_id, "published now").await);
+    }
+    app.queue.enqueue_publish(post_id, now).await?;
+    tracing::info!(post.id = %post_id, "post due now");
+    get(app, user_id, post_id).await
+}
+
+/// The user's posts counted by status (every status listed, zeros included).
+pub async fn summary(app: &App, user_id: &str, campaign_id: Option<&str>) -> Result<Vec<(PostStatus, i64)>, Error> {
+    let campaign_id = campaign_id.map(parse_campaign_id).transpose()?;
+    let counts = posts::count_by_status(&app.db, user_id, campaign_id.as_deref()).await?;
+    Ok(PostStatus::ALL
+        .into_iter()
+        .map(|status| (status, counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n)))
+        .collect())
+}

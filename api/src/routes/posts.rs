@@ -4,10 +4,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 use shared::{
     App,
     db::entities::post,
+    domain::PostStatus,
     posts::{self, ScheduleRequest},
 };
 
@@ -126,6 +131,29 @@ pub struct CampaignPosts {
     pub posts: Vec<Post>,
 }
 
+/// The user's posts counted by status.
+#[derive(Debug, Object)]
+pub struct Summary {
+    /// The campaign counted, when one was given.
+    pub campaign_id: Option<String>,
+    /// All posts counted.
+    pub total: i64,
+    /// Waiting for their time.
+    pub pending: i64,
+    /// Being sent now.
+    pub publishing: i64,
+    /// Waiting for another attempt.
+    pub retrying: i64,
+    /// On the platform.
+    pub posted: i64,
+    /// Failed for good.
+    pub failed: i64,
+    /// The platform may or may not have them; check before publishing again.
+    pub unknown: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+}
+
 #[OpenApi(prefix_path = "/api/v1/posts", tag = "Tag::Posts")]
 impl PostsApi {
     /// Schedule a post to one or more connected platforms.
@@ -160,6 +188,51 @@ impl PostsApi {
     ) -> Result<Json<CampaignPosts>, ApiError> {
         let rows = posts::list_campaign(&app, &auth.0.id, &campaign_id).await?;
         Ok(Json(CampaignPosts { campaign_id: campaign_id.0, posts: rows.into_iter().map(Post::from).collect() }))
+    }
+
+    /// Publish a waiting (`pending` or `retrying`) post now instead of at its time; 409 otherwise.
+    #[oai(path = "/publish/:post_id", method = "post")]
+    async fn publish_now(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        post_id: Path<String>,
+    ) -> Result<Json<Post>, ApiError> {
+        Ok(Json(posts::publish_now(&app, &auth.0.id, &post_id).await?.into()))
+    }
+
+    /// Cancel a waiting (`pending` or `retrying`) post; 409 once it is being sent or done.
+    #[oai(path = "/cancel/:post_id", method = "delete")]
+    async fn cancel(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        post_id: Path<String>,
+    ) -> Result<Json<Post>, ApiError> {
+        Ok(Json(posts::cancel(&app, &auth.0.id, &post_id).await?.into()))
+    }
+
+    /// The user's posts counted by status, optionally within one campaign.
+    #[oai(path = "/status/summary", method = "get")]
+    async fn summary(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        campaign_id: Query<Option<String>>,
+    ) -> Result<Json<Summary>, ApiError> {
+        let counts = posts::summary(&app, &auth.0.id, campaign_id.as_deref()).await?;
+        let count = |status: PostStatus| counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+        Ok(Json(Summary {
+            campaign_id: campaign_id.0,
+            total: counts.iter().map(|(_, n)| n).sum(),
+            pending: count(PostStatus::Pending),
+            publishing: count(PostStatus::Publishing),
+            retrying: count(PostStatus::Retrying),
+            posted: count(PostStatus::Posted),
+            failed: count(PostStatus::Failed),
+            unknown: count(PostStatus::Unknown),
+            cancelled: count(PostStatus::Cancelled),
+        }))
     }
 
     /// One post of the user.

@@ -177,3 +177,65 @@ pub async fn mark_orphaned(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Cancels a post of the user that is still waiting (`pending`/`retrying`); false otherwise.
+pub async fn cancel(db: &DatabaseConnection, user_id: &str, post_id: &str) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PostStatus::Cancelled.as_str()))
+        .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::UserId.eq(user_id))
+        .filter(status_in(&[PostStatus::Pending, PostStatus::Retrying]))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Makes a waiting post of the user due at `now`; false when it is not waiting.
+pub async fn make_due(
+    db: &DatabaseConnection,
+    user_id: &str,
+    post_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let pending = Entity::update_many()
+        .col_expr(Column::ScheduledTime, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Status.eq(PostStatus::Pending.as_str()))
+        .exec(db)
+        .await?;
+    if pending.rows_affected == 1 {
+        return Ok(true);
+    }
+    let retrying = Entity::update_many()
+        .col_expr(Column::NextAttemptAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Status.eq(PostStatus::Retrying.as_str()))
+        .exec(db)
+        .await?;
+    Ok(retrying.rows_affected == 1)
+}
+
+/// The user's posts counted by status, optionally within one campaign.
+pub async fn count_by_status(
+    db: &DatabaseConnection,
+    user_id: &str,
+    campaign_id: Option<&str>,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut query = Entity::find()
+        .select_only()
+        .column(Column::Status)
+        .column_as(Column::Id.count(), "count")
+        .filter(Column::UserId.eq(user_id))
+        .group_by(Column::Status);
+    if let Some(campaign_id) = campaign_id {
+        query = query.filter(Column::CampaignId.eq(campaign_id));
+    }
+    query.into_tuple::<(String, i64)>().all(db).await
+}

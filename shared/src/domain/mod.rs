@@ -54,6 +54,19 @@ impl Platform {
     }
 }
 
+impl PostStatus {
+    /// Every status, in the order of the status machine.
+    pub const ALL: [PostStatus; 7] = [
+        PostStatus::Pending,
+        PostStatus::Publishing,
+        PostStatus::Retrying,
+        PostStatus::Posted,
+        PostStatus::Failed,
+        PostStatus::Unknown,
+        PostStatus::Cancelled,
+    ];
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

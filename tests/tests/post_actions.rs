@@ -1,0 +1,78 @@
+//! Acting on a scheduled post: cancel it, publish it now, and count posts by status; each scoped
+//! to its user and allowed only while the post is waiting.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tests::{Mode, TestApp};
+
+async fn schedule(app: &TestApp, campaign: &str, content: &str) -> String {
+    let at = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) = app
+        .post(
+            "alice",
+            "/api/v1/posts/schedule",
+            &json!({"campaign_id": campaign, "platforms": ["twitter"], "content": content, "scheduled_time": at}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["posts"][0]["id"].as_str().expect("id").to_owned()
+}
+
+async fn summary(app: &TestApp, query: &str) -> Value {
+    let (status, body) = app.get("alice", &format!("/api/v1/posts/status/summary{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_publish_now_and_summary() {
+    let app = TestApp::spawn(Mode::Production).await;
+    app.connect_x("alice").await;
+    let keep = schedule(&app, "spring", "stays pending").await;
+    let cancel = schedule(&app, "spring", "cancelled before its time").await;
+    let now = schedule(&app, "summer", "published on demand").await;
+
+    // Bob sees none of it.
+    let (code, _) = app.delete("bob", &format!("/api/v1/posts/cancel/{cancel}")).await;
+    assert_eq!(code, 404);
+    let (code, _) = app.post("bob", &format!("/api/v1/posts/publish/{now}"), &json!({})).await;
+    assert_eq!(code, 404);
+    let (_, bobs) = app.get("bob", "/api/v1/posts/status/summary").await;
+    assert_eq!(bobs["total"], 0);
+
+    let (code, body) = app.delete("alice", &format!("/api/v1/posts/cancel/{cancel}")).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    let (code, body) = app.delete("alice", &format!("/api/v1/posts/cancel/{cancel}")).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("not_waiting")), "{body}");
+    let (code, _) = app.post("alice", &format!("/api/v1/posts/publish/{cancel}"), &json!({})).await;
+    assert_eq!(code, 409, "a cancelled post cannot be published");
+
+    let (code, body) = app.post("alice", &format!("/api/v1/posts/publish/{now}"), &json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let post = app.wait_for_post("alice", &now, &["posted", "failed", "unknown"], Duration::from_secs(20)).await;
+    assert_eq!(post["status"], "posted", "{post}");
+    let (code, body) = app.delete("alice", &format!("/api/v1/posts/cancel/{now}")).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("not_waiting")));
+
+    let all = summary(&app, "").await;
+    assert_eq!(
+        (all["total"].as_i64(), all["pending"].as_i64(), all["cancelled"].as_i64(), all["posted"].as_i64()),
+        (Some(3), Some(1), Some(1), Some(1))
+    );
+    let spring = summary(&app, "?campaign_id=spring").await;
+    assert_eq!(
+        (spring["total"].as_i64(), spring["pending"].as_i64(), spring["posted"].as_i64()),
+        (Some(2), Some(1), Some(0))
+    );
+    let (code, body) = app.get("alice", "/api/v1/posts/status/summary?campaign_id=not%20valid").await;
+    assert_eq!((code, body["error"]["code"].as_str()), (422, Some("validation_failed")));
+
+    // The cancelled post and the one still pending were never sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.x.tweets().len(), 1);
+    let (_, kept) = app.get("alice", &format!("/api/v1/posts/{keep}")).await;
+    assert_eq!(kept["status"], "pending");
+    app.stop().await;
+}
