@@ -56,6 +56,14 @@ pub enum ApiError {
     Unavailable(Json<ErrorBody>),
 }
 
+impl ApiError {
+    /// A 500 that says no more than that; the cause is logged.
+    pub fn internal(cause: &str) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::Internal(body("internal_error", "internal error"))
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match error {

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod locks;

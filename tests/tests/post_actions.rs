@@ -76,3 +76,44 @@ async fn cancel_publish_now_and_summary() {
     assert_eq!(kept["status"], "pending");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_replays_the_first_response() {
+    let app = TestApp::spawn(Mode::Production).await;
+    app.connect_x("alice").await;
+    let at = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let body = json!({"campaign_id": "idem", "platforms": ["twitter"], "content": "once only", "scheduled_time": at});
+    let send = |user: &'static str, key: &'static str, body: Value| {
+        let request = app
+            .http
+            .post(app.url("/api/v1/posts/schedule"))
+            .bearer_auth(app.token(user))
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("POST");
+            let replayed = response.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap_or("").to_owned());
+            (response.status().as_u16(), replayed, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (code, replayed, first) = send("alice", "key-1", body.clone()).await;
+    assert_eq!((code, replayed), (201, None), "{first}");
+    let (code, replayed, again) = send("alice", "key-1", body.clone()).await;
+    assert_eq!((code, replayed.as_deref()), (201, Some("true")));
+    assert_eq!(again, first, "the first response, unchanged");
+
+    let mut other = body.clone();
+    other["content"] = json!("something else");
+    let (code, _, error) = send("alice", "key-1", other).await;
+    assert_eq!((code, error["error"]["code"].as_str()), (409, Some("idempotency_key_reused")));
+    // Keys belong to their user.
+    let (code, replayed, _) = send("bob", "key-1", body.clone()).await;
+    assert_eq!((code, replayed), (409, None), "bob has no X connection: his request runs, and fails on its own");
+    // A failed request releases its key, so it can be retried.
+    let (code, _, _) = send("bob", "key-1", body.clone()).await;
+    assert_eq!(code, 409);
+
+    let (_, campaign) = app.get("alice", "/api/v1/posts/scheduled/idem").await;
+    assert_eq!(campaign["posts"].as_array().map(Vec::len), Some(1), "one post for three requests: {campaign}");
+    app.stop().await;
+}

@@ -6,13 +6,15 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
+    types::{ParseFromJSON, ToJSON},
 };
 use shared::{
     App,
     db::entities::post,
     domain::PostStatus,
+    idempotency,
     posts::{self, ScheduleRequest},
 };
 
@@ -117,9 +119,10 @@ pub struct Scheduled {
 /// Scheduled.
 #[derive(Debug, ApiResponse)]
 pub enum ScheduleResponse {
-    /// The posts were stored and queued.
+    /// The posts were stored and queued (or, with a repeated `Idempotency-Key`, the first
+    /// response again, marked `Idempotent-Replayed: true`).
     #[oai(status = 201)]
-    Created(Json<Scheduled>),
+    Created(Json<Scheduled>, #[oai(header = "Idempotent-Replayed")] Option<String>),
 }
 
 /// The posts of a campaign.
@@ -154,16 +157,37 @@ pub struct Summary {
     pub cancelled: i64,
 }
 
+/// The first response of a repeated `Idempotency-Key`, as stored.
+fn replayed(body: &str) -> Result<ScheduleResponse, ApiError> {
+    let value = serde_json::from_str(body).ok();
+    let scheduled =
+        Scheduled::parse_from_json(value).map_err(|_| ApiError::from(shared::Error::NotFound("stored response")))?;
+    Ok(ScheduleResponse::Created(Json(scheduled), Some("true".into())))
+}
+
 #[OpenApi(prefix_path = "/api/v1/posts", tag = "Tag::Posts")]
 impl PostsApi {
-    /// Schedule a post to one or more connected platforms.
+    /// Schedule a post to one or more connected platforms. With an `Idempotency-Key` header, the
+    /// same key and body within 24 hours return the first response and create nothing new; the
+    /// same key with another body is a 409.
     #[oai(path = "/schedule", method = "post")]
     async fn schedule(
         &self,
         app: Data<&Arc<App>>,
         auth: BearerAuth,
         body: Json<ScheduleBody>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> Result<ScheduleResponse, ApiError> {
+        let reservation = match idempotency_key.0.as_deref() {
+            None => None,
+            Some(key) => {
+                let fingerprint = body.0.to_json().map(|v| v.to_string()).unwrap_or_default();
+                match idempotency::begin(&app, &auth.0.id, key, &fingerprint).await? {
+                    idempotency::Begin::Replay { body, .. } => return replayed(&body),
+                    idempotency::Begin::New(reservation) => Some(reservation),
+                }
+            }
+        };
         let body = body.0;
         let request = ScheduleRequest {
             campaign_id: body.campaign_id,
@@ -173,9 +197,22 @@ impl PostsApi {
             media_urls: body.media_urls,
             scheduled_time: body.scheduled_time,
         };
-        let rows = posts::schedule(&app, &auth.0.id, request).await?;
+        let rows = match posts::schedule(&app, &auth.0.id, request).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                if let Some(reservation) = reservation {
+                    idempotency::release(&app, reservation).await?;
+                }
+                return Err(error.into());
+            }
+        };
         let group_id = rows.first().map(|r| r.group_id.clone()).unwrap_or_default();
-        Ok(ScheduleResponse::Created(Json(Scheduled { group_id, posts: rows.into_iter().map(Post::from).collect() })))
+        let scheduled = Scheduled { group_id, posts: rows.into_iter().map(Post::from).collect() };
+        if let Some(reservation) = reservation {
+            let stored = scheduled.to_json().map(|v| v.to_string()).unwrap_or_default();
+            idempotency::finish(&app, reservation, 201, &stored).await?;
+        }
+        Ok(ScheduleResponse::Created(Json(scheduled), None))
     }
 
     /// The user's posts of a campaign.

@@ -99,3 +99,29 @@ pub mod oauth_state {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `idempotency_keys`: responses of `POST /posts/schedule` by key, for 24 hours.
+pub mod idempotency_key {
+    use sea_orm::entity::prelude::*;
+
+    /// A remembered request.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        /// SHA-256 of the request body.
+        pub request_hash: String,
+        /// 0 while the first request is in progress.
+        pub response_status: i32,
+        pub response_body: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
