@@ -10,10 +10,12 @@ use rand::RngCore;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// How long a Redis lock lives if its holder dies without releasing it.
-const LOCK_TTL: Duration = Duration::from_secs(30);
+/// How long a Redis lock lives if its holder dies without releasing it. Longer than a refresh can
+/// take (one platform call, `PLATFORM_HTTP_TIMEOUT_SECS`, 30 s by default, plus the database
+/// write), so a slow refresh never loses its lock to a second one that would reuse the old token.
+const LOCK_TTL: Duration = Duration::from_secs(90);
 /// How long to wait for a lock before giving up (the caller retries later).
-const LOCK_WAIT: Duration = Duration::from_secs(35);
+const LOCK_WAIT: Duration = Duration::from_secs(100);
 
 /// The lock could not be taken in time or Redis failed.
 #[derive(Debug, thiserror::Error)]
