@@ -157,3 +157,39 @@ async fn popup_posts_its_result_to_the_frontend_origin_only() {
     drop(browser);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_connects_x_through_the_popup() {
+    // With FRONTEND_ORIGIN left at its default, the popup reports to the api's own console page.
+    let app = TestApp::spawn_with(Mode::Production, |env| {
+        env.remove("FRONTEND_ORIGIN");
+        env.remove("FRONTEND_URL");
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.open(&format!("{}/#token={}", app.base_url, app.token("alice"))).await;
+    let text = |selector: &'static str| {
+        let browser = &browser;
+        async move {
+            let script = format!("var e = document.querySelector('{selector}'); return e ? e.textContent : null;");
+            browser.command("execute/sync", json!({"script": script, "args": []})).await
+        }
+    };
+    wait_until(Duration::from_secs(20), "the console to list the platforms", || async {
+        (text("tr[data-platform=twitter] td:nth-child(2)").await == json!("disconnected")).then_some(())
+    })
+    .await;
+    let button =
+        browser.command("element", json!({"using": "css selector", "value": "tr[data-platform=twitter] button"})).await;
+    let id = button.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("button").to_owned();
+    browser.command(&format!("element/{id}/click"), json!({})).await;
+    wait_until(Duration::from_secs(20), "the console to show the connection", || async {
+        let message = text("#message").await;
+        let status = text("tr[data-platform=twitter] td:nth-child(2)").await;
+        (message.as_str().is_some_and(|m| m.contains("Connected twitter as heraldtest")) && status == json!("active"))
+            .then_some(())
+    })
+    .await;
+    drop(browser);
+    app.stop().await;
+}

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, payload::PlainText};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    payload::{Html, Json, PlainText},
+};
 use shared::App;
 
 use super::Tag;
@@ -50,6 +53,16 @@ impl OpsApi {
                 Readiness::NotReady(Json(Probe { status: "unavailable".into(), detail: Some(detail) }))
             }
         }
+    }
+
+    /// The console page: static HTML and JavaScript on the public API (no build step), to try the
+    /// whole flow in a browser. It is also where the OAuth popup posts when `FRONTEND_ORIGIN` is
+    /// left at its default, the api's own origin. It holds no secret: a person pastes the token.
+    /// (An operation of this service, hidden from the document, because the service is nested at
+    /// `/` and would shadow a separate route there.)
+    #[oai(path = "/", method = "get", hidden)]
+    async fn console(&self) -> Html<&'static str> {
+        Html(include_str!("../../static/console.html"))
     }
 
     /// Prometheus metrics.
