@@ -137,3 +137,21 @@ async fn check_schema(db: &DatabaseConnection, schema: Schema) -> Result<(), Sta
     }
     Ok(())
 }
+
+/// Resolves on SIGTERM (what Cloud Run sends) or Ctrl-C; the `api` and `worker` binaries then
+/// drain.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received; draining");
+}

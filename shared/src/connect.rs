@@ -219,12 +219,7 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
         },
     )
     .await?;
-    let pages = pages.map(|pages| {
-        pages
-            .into_iter()
-            .map(|p| PageInfo { selected: row.page_id.as_deref() == Some(p.id.as_str()), id: p.id, name: p.name })
-            .collect()
-    });
+    let pages = pages.map(|pages| page_infos(&row, pages.into_iter().map(|p| (p.id, p.name))));
     tracing::info!(connection.id = row.id, platform = %platform, outcome = ?outcome, "account connected");
     Ok(Connected { username: row.platform_username, outcome, pages })
 }
@@ -421,13 +416,15 @@ async fn page_connection(
     Ok((row, pages))
 }
 
+/// Pages as the API lists them, the connection's own marked `selected`.
+fn page_infos(row: &connection::Model, pages: impl Iterator<Item = (String, String)>) -> Vec<PageInfo> {
+    pages.map(|(id, name)| PageInfo { selected: row.page_id.as_deref() == Some(id.as_str()), id, name }).collect()
+}
+
 /// The Pages the connected account manages, read from the platform now.
 pub async fn list_pages(app: &App, user_id: &str, platform: Platform) -> Result<Vec<PageInfo>, Error> {
     let (row, pages) = page_connection(app, user_id, platform).await?;
-    Ok(pages
-        .into_iter()
-        .map(|p| PageInfo { selected: row.page_id.as_deref() == Some(p.id.as_str()), id: p.id, name: p.name })
-        .collect())
+    Ok(page_infos(&row, pages.into_iter().map(|p| (p.id, p.name))))
 }
 
 /// Chooses the Page posts go to; it must be one the account manages now.

@@ -216,30 +216,22 @@ async fn scheduling_validates_at_the_edge_and_scopes_to_the_user() {
     let past = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let (status, body) = app.post("alice", "/api/v1/posts/schedule", &schedule("hi".into(), past)).await;
     assert_error(status, &body, 422, "validation_failed");
-    let (status, body) = app
-        .post(
-            "alice",
-            "/api/v1/posts/schedule",
-            &json!({"campaign_id": "c 1", "platforms": ["twitter"], "content": "x", "scheduled_time": later}),
-        )
-        .await;
-    assert_error(status, &body, 422, "validation_failed");
-    let (status, body) = app
-        .post(
-            "alice",
-            "/api/v1/posts/schedule",
-            &json!({"campaign_id": "c1", "platforms": ["myspace"], "content": "x", "scheduled_time": later}),
-        )
-        .await;
-    assert_error(status, &body, 422, "validation_failed");
-    let (status, body) = app
-        .post(
-            "alice",
-            "/api/v1/posts/schedule",
-            &json!({"campaign_id": "c1", "platforms": ["twitter"], "scheduled_time": later}),
-        )
-        .await;
-    assert_error(status, &body, 400, "bad_request");
+    for (body, status, code) in [
+        (
+            json!({"campaign_id": "c 1", "platforms": ["twitter"], "content": "x", "scheduled_time": later}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"campaign_id": "c1", "platforms": ["myspace"], "content": "x", "scheduled_time": later}),
+            422,
+            "validation_failed",
+        ),
+        (json!({"campaign_id": "c1", "platforms": ["twitter"], "scheduled_time": later}), 400, "bad_request"),
+    ] {
+        let (got, answer) = app.post("alice", "/api/v1/posts/schedule", &body).await;
+        assert_error(got, &answer, status, code);
+    }
     // A body announced over 256 KiB is refused before it is read. Sent by hand: a client still
     // writing a large body may see the early answer as a broken pipe.
     let raw = format!(

@@ -31,23 +31,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    worker::run(app, shutdown_signal()).await;
+    worker::run(app, shared::app::shutdown_signal()).await;
     ExitCode::SUCCESS
-}
-
-/// Resolves on SIGTERM (Cloud Run) or Ctrl-C; in-flight jobs then finish and the rest stay queued.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutdown signal received; finishing in-flight jobs");
 }

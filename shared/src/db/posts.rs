@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
     sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 
@@ -15,31 +14,8 @@ use crate::domain::{ErrorKind, PostStatus};
 pub async fn insert_all(db: &DatabaseConnection, rows: Vec<Model>) -> Result<(), DbErr> {
     let txn = db.begin().await?;
     for row in rows {
-        let active: ActiveModel = row.into();
-        // `into()` marks every field unchanged; inserting needs them set.
-        ActiveModel {
-            id: Set(active.id.unwrap()),
-            group_id: Set(active.group_id.unwrap()),
-            campaign_id: Set(active.campaign_id.unwrap()),
-            user_id: Set(active.user_id.unwrap()),
-            social_connection_id: Set(active.social_connection_id.unwrap()),
-            platform: Set(active.platform.unwrap()),
-            post_content: Set(active.post_content.unwrap()),
-            media_urls: Set(active.media_urls.unwrap()),
-            hashtags: Set(active.hashtags.unwrap()),
-            scheduled_time: Set(active.scheduled_time.unwrap()),
-            status: Set(active.status.unwrap()),
-            platform_post_id: Set(active.platform_post_id.unwrap()),
-            posting_error: Set(active.posting_error.unwrap()),
-            error_kind: Set(active.error_kind.unwrap()),
-            retry_count: Set(active.retry_count.unwrap()),
-            next_attempt_at: Set(active.next_attempt_at.unwrap()),
-            published_at: Set(active.published_at.unwrap()),
-            created_at: Set(active.created_at.unwrap()),
-            updated_at: Set(active.updated_at.unwrap()),
-        }
-        .insert(&txn)
-        .await?;
+        // A model converts to an all-`Unchanged` active model; `reset_all` marks every column set.
+        ActiveModel::from(row).reset_all().insert(&txn).await?;
     }
     txn.commit().await
 }
