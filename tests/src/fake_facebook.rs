@@ -566,22 +566,30 @@ fn exchange_token(state: &mut State, params: &HashMap<String, String>) -> Respon
     token_answer(&token, LONG_LIVED_SECS)
 }
 
+/// The checks every authorized `GET` makes: a known version, a live token, a valid proof.
+fn authorized_get(
+    req: &Request,
+    params: &HashMap<String, String>,
+    version: &str,
+    path: &str,
+    state: &mut State,
+) -> Result<Token, Box<Response>> {
+    state.saw_version(version, path)?;
+    let token = access_token(req, params);
+    let caller = state.authenticate(token.as_deref())?;
+    check_proof(params, token.as_deref().unwrap_or_default())?;
+    Ok(caller)
+}
+
 /// `GET /{version}/me`: the user, or the Page when called with a Page token.
 #[handler]
 fn me(req: &Request, Path(version): Path<String>, state: Data<&Arc<Mutex<State>>>) -> Response {
     let params = params(req, "");
     let mut state = state.lock().expect("fake state");
-    if let Err(response) = state.saw_version(&version, "me") {
-        return *response;
-    }
-    let token = access_token(req, &params);
-    let caller = match state.authenticate(token.as_deref()) {
+    let caller = match authorized_get(req, &params, &version, "me", &mut state) {
         Ok(caller) => caller,
         Err(response) => return *response,
     };
-    if let Err(response) = check_proof(&params, token.as_deref().unwrap_or_default()) {
-        return *response;
-    }
     let (id, name, node) = match &caller.kind {
         TokenKind::Page(page_id) => (page_id.clone(), state.page_name(page_id), "Page"),
         _ => (caller.user_id.clone(), USER_NAME.to_owned(), "User"),
@@ -616,17 +624,10 @@ fn me(req: &Request, Path(version): Path<String>, state: Data<&Arc<Mutex<State>>
 fn accounts(req: &Request, Path(version): Path<String>, state: Data<&Arc<Mutex<State>>>) -> Response {
     let params = params(req, "");
     let mut state = state.lock().expect("fake state");
-    if let Err(response) = state.saw_version(&version, "me/accounts") {
-        return *response;
-    }
-    let token = access_token(req, &params);
-    let caller = match state.authenticate(token.as_deref()) {
+    let caller = match authorized_get(req, &params, &version, "me/accounts", &mut state) {
         Ok(caller) => caller,
         Err(response) => return *response,
     };
-    if let Err(response) = check_proof(&params, token.as_deref().unwrap_or_default()) {
-        return *response;
-    }
     let lifetime = match caller.kind {
         TokenKind::LongLivedUser => None,
         TokenKind::ShortLivedUser => Some(SHORT_LIVED_SECS),
