@@ -84,9 +84,10 @@ impl App {
                     .queue(publish_queue_name(queue_prefix))
                     .heartbeat_interval(std::time::Duration::from_secs(5))
                     .missed_heartbeats(6);
+                let name = publish_queue_name(queue_prefix);
                 let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
-                let locks = RefreshLocks::Redis { conn, prefix: queue_prefix.clone() };
-                (db, JobQueue::Redis(storage), locks)
+                let locks = RefreshLocks::Redis { conn: conn.clone(), prefix: queue_prefix.clone() };
+                (db, JobQueue::Redis { storage, conn, name }, locks)
             }
             Storage::Embedded { path } => {
                 let url = format!("sqlite://{}?mode=rwc", path.display());
@@ -94,9 +95,10 @@ impl App {
                 check_schema(&db, schema).await?;
                 let pool = db.get_sqlite_connection_pool().clone();
                 SqliteStorage::setup(&pool).await.map_err(|e| StartError::Queue(e.to_string()))?;
-                let config = apalis_sqlite::Config::default().queue(publish_queue_name("herald"));
+                let name = publish_queue_name("herald");
+                let config = apalis_sqlite::Config::default().queue(name.clone());
                 let storage = SqliteStorage::<PublishPost>::new(&pool).with_config(config);
-                (db, JobQueue::Sqlite(storage), RefreshLocks::local())
+                (db.clone(), JobQueue::Sqlite { storage, db, name }, RefreshLocks::local())
             }
         };
         let cipher = TokenCipher::new(&settings.token_encryption_keys).map_err(StartError::Key)?;

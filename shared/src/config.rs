@@ -114,6 +114,25 @@ pub struct WorkerSettings {
     /// How long a post may stay `publishing` before a returning job presumes its worker died
     /// (`PUBLISH_STALE_AFTER_SECS`, default 300).
     pub stale_after: Duration,
+    /// How the dispatcher feeds the queue.
+    pub dispatch: DispatchSettings,
+}
+
+/// Tuning of the dispatcher (DESIGN §11), the loop that moves due posts into the queue.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Time between two rounds, at most (`DISPATCH_INTERVAL_MS`, default 500).
+    pub interval: Duration,
+    /// Posts due this soon are pushed ahead of their time, due at their time
+    /// (`DISPATCH_LOOKAHEAD_MS`, default 5000). The api pushes what it schedules inside it.
+    pub lookahead: Duration,
+    /// The most jobs the queue may hold at once, scheduled plus due (`DISPATCH_QUEUE_CAP`,
+    /// default 2000; at most 7000, below apalis-redis's `unpack` limit of about 8,000).
+    pub queue_cap: u64,
+    /// A post whose job was pushed this long ago and that is still waiting lost its job (Redis
+    /// flushed or restarted empty) and is pushed again (`DISPATCH_REDISPATCH_AFTER_SECS`, default
+    /// 60).
+    pub redispatch_after: Duration,
 }
 
 /// Everything Herald reads from its environment.
@@ -270,6 +289,14 @@ impl Settings {
                 max_attempts: parse_or(&env, "PUBLISH_MAX_ATTEMPTS", 3u32)?.max(1),
                 retry_base: Duration::from_secs(parse_or(&env, "PUBLISH_RETRY_BASE_SECS", 30u64)?),
                 stale_after: Duration::from_secs(parse_or(&env, "PUBLISH_STALE_AFTER_SECS", 300u64)?.max(1)),
+                dispatch: DispatchSettings {
+                    interval: Duration::from_millis(parse_or(&env, "DISPATCH_INTERVAL_MS", 500u64)?.clamp(10, 1000)),
+                    lookahead: Duration::from_millis(parse_or(&env, "DISPATCH_LOOKAHEAD_MS", 5000u64)?.min(60_000)),
+                    queue_cap: parse_or(&env, "DISPATCH_QUEUE_CAP", 2000u64)?.clamp(1, 7000),
+                    redispatch_after: Duration::from_secs(
+                        parse_or(&env, "DISPATCH_REDISPATCH_AFTER_SECS", 60u64)?.max(1),
+                    ),
+                },
             },
         })
     }

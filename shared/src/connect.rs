@@ -71,7 +71,7 @@ pub async fn initiate(
         oauth_state::Model {
             state_hash: issued.hash,
             user_id: user_id.to_owned(),
-            platform: platform.as_str().to_owned(),
+            platform,
             pkce_verifier: authorization.pkce_verifier.as_deref().map(|v| app.cipher.encrypt(v)),
             redirect_uri,
             created_at: now,
@@ -161,7 +161,7 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
     if pending.expires_at < Utc::now() {
         return Err(CallbackError::InvalidState("the authorization took longer than 10 minutes; start again".into()));
     }
-    if pending.platform != platform.as_str() {
+    if pending.platform != platform {
         return Err(CallbackError::InvalidState(format!(
             "the state was issued for {}, not {platform}",
             pending.platform
@@ -272,11 +272,11 @@ pub struct PlatformStatus {
 
 /// The state of a stored connection at `now`.
 pub fn connection_state(row: &connection::Model, now: DateTime<Utc>) -> State {
-    match ConnectionStatus::parse(&row.connection_status) {
-        Some(ConnectionStatus::Expired) => return State::Expired,
-        Some(ConnectionStatus::Revoked) => return State::Revoked,
-        Some(ConnectionStatus::Error) | None => return State::Error,
-        Some(ConnectionStatus::Active) => {}
+    match row.connection_status {
+        ConnectionStatus::Expired => return State::Expired,
+        ConnectionStatus::Revoked => return State::Revoked,
+        ConnectionStatus::Error => return State::Error,
+        ConnectionStatus::Active => {}
     }
     // What limits the connection: the access token when nothing can renew it, otherwise the
     // refresh token's own lifetime (TikTok's 180 days, LinkedIn's 365).
@@ -298,7 +298,7 @@ pub async fn status(app: &App, user_id: &str) -> Result<Vec<PlatformStatus>, Err
     Ok(Platform::ALL
         .into_iter()
         .map(|platform| {
-            let connection = rows.iter().find(|r| r.platform == platform.as_str()).cloned();
+            let connection = rows.iter().find(|r| r.platform == platform).cloned();
             let state = match (&connection, app.platforms.get(platform)) {
                 (_, None) => State::NotConfigured,
                 (None, Some(_)) => State::Disconnected,
@@ -447,7 +447,7 @@ mod tests {
         connection::Model {
             id: 1,
             user_id: "u".into(),
-            platform: "tiktok".into(),
+            platform: Platform::Tiktok,
             platform_user_id: "p".into(),
             platform_username: None,
             access_token: "c".into(),
@@ -455,7 +455,7 @@ mod tests {
             token_expires_at: expires.map(|d| now + Duration::days(d)),
             refresh_expires_at: refresh_expires.map(|d| now + Duration::days(d)),
             scopes: serde_json::json!([]),
-            connection_status: "active".into(),
+            connection_status: ConnectionStatus::Active,
             last_error: None,
             page_id: None,
             page_name: None,

@@ -10,6 +10,8 @@ use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 
 /// Publish one post. Version 1.
@@ -38,18 +40,51 @@ impl PublishPost {
 #[error("the job queue is unavailable: {0}")]
 pub struct QueueError(String);
 
+impl QueueError {
+    pub(crate) fn new(error: impl std::fmt::Display) -> Self {
+        Self(error.to_string())
+    }
+}
+
+/// How long one queue call may take before it counts as failed.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The name of the publish queue under a key prefix (Redis keys are `{name}:scheduled`, ...).
 pub fn publish_queue_name(prefix: &str) -> String {
     format!("{prefix}:publish")
 }
 
 /// Where jobs go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum JobQueue {
-    /// Production: apalis-redis.
-    Redis(RedisStorage<PublishPost>),
+    /// Production: apalis-redis, plus a connection of Herald's own for what apalis does not offer
+    /// (the queue's depth, removing finished jobs).
+    Redis {
+        /// apalis's storage.
+        storage: RedisStorage<PublishPost>,
+        /// A connection to the same Redis.
+        conn: ConnectionManager,
+        /// The queue name (`{prefix}:publish`), the prefix of its keys.
+        name: String,
+    },
     /// The embedded default: apalis-sqlite in the application's database file.
-    Sqlite(SqliteStorage<PublishPost>),
+    Sqlite {
+        /// apalis's storage.
+        storage: SqliteStorage<PublishPost>,
+        /// The same file, for Herald's own queries on apalis's `Jobs` table.
+        db: DatabaseConnection,
+        /// The queue name (apalis's `job_type`).
+        name: String,
+    },
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobQueue::Redis { name, .. } => f.debug_struct("Redis").field("name", name).finish_non_exhaustive(),
+            JobQueue::Sqlite { name, .. } => f.debug_struct("Sqlite").field("name", name).finish_non_exhaustive(),
+        }
+    }
 }
 
 /// The first whole second at or after `at`.
@@ -62,21 +97,102 @@ pub fn due_second(at: DateTime<Utc>) -> u64 {
     u64::try_from(secs).unwrap_or(0)
 }
 
+/// Removes finished jobs from apalis-redis: pops up to `ARGV[1]` ids from the `done` set and
+/// deletes each one's payload (`{q}:data`) and metadata (`{q}:meta:<id>`). Only ids in `done`
+/// are touched: a job that is scheduled for a retry, queued, running or dead is never in it.
+const VACUUM_SCRIPT: &str = r"
+local ids = redis.call('SPOP', KEYS[1], ARGV[1])
+for _, id in ipairs(ids) do
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('DEL', KEYS[3] .. ':' .. id)
+end
+return #ids
+";
+
 impl JobQueue {
-    /// Enqueues a publish job due at `run_at`.
-    pub async fn enqueue_publish(&self, post_id: &str, run_at: DateTime<Utc>) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(PublishPost::new(post_id)).run_at_timestamp(due_second(run_at)).build();
+    /// Pushes one publish job per `(post id, due time)`, each due at its time.
+    pub async fn push(&self, jobs: &[(String, DateTime<Utc>)]) -> Result<(), QueueError> {
+        let tasks = || {
+            futures::stream::iter(
+                jobs.iter()
+                    .map(|(id, at)| TaskBuilder::new(PublishPost::new(id)).run_at_timestamp(due_second(*at)).build())
+                    .collect::<Vec<_>>(),
+            )
+        };
         let push = async {
             match self {
-                JobQueue::Redis(storage) => {
-                    storage.clone().push_task(task).await.map_err(|e| QueueError(e.to_string()))
+                JobQueue::Redis { storage, .. } => storage.clone().push_all(tasks()).await.map_err(QueueError::new),
+                JobQueue::Sqlite { storage, .. } => storage.clone().push_all(tasks()).await.map_err(QueueError::new),
+            }
+        };
+        tokio::time::timeout(QUEUE_TIMEOUT, push).await.map_err(|_| QueueError("timed out".into()))?
+    }
+
+    /// Jobs waiting in the queue: scheduled for later or due and not yet taken by a worker. This
+    /// is what the dispatcher keeps under its cap (apalis-redis moves every due scheduled job in
+    /// one `unpack`, which Redis refuses beyond about 8,000 values).
+    pub async fn depth(&self) -> Result<u64, QueueError> {
+        let count = async {
+            match self {
+                JobQueue::Redis { conn, name, .. } => {
+                    let mut conn = conn.clone();
+                    let (scheduled, active): (u64, u64) = redis::pipe()
+                        .zcard(format!("{name}:scheduled"))
+                        .llen(format!("{name}:active"))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(QueueError::new)?;
+                    Ok(scheduled + active)
                 }
-                JobQueue::Sqlite(storage) => {
-                    storage.clone().push_task(task).await.map_err(|e| QueueError(e.to_string()))
+                JobQueue::Sqlite { db, name, .. } => {
+                    let row = db
+                        .query_one_raw(Statement::from_sql_and_values(
+                            DbBackend::Sqlite,
+                            "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = $1 AND status IN ('Pending', 'Queued')",
+                            [name.clone().into()],
+                        ))
+                        .await
+                        .map_err(QueueError::new)?;
+                    let n: i64 = row.map(|r| r.try_get("", "n")).transpose().map_err(QueueError::new)?.unwrap_or(0);
+                    Ok(n.max(0) as u64)
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(10), push).await.map_err(|_| QueueError("timed out".into()))?
+        tokio::time::timeout(QUEUE_TIMEOUT, count).await.map_err(|_| QueueError("timed out".into()))?
+    }
+
+    /// Removes up to `limit` finished jobs (apalis keeps every finished job's payload and
+    /// metadata forever); returns how many. Never a job that is still due, queued, running, dead
+    /// or waiting for a retry, and never a scan over the whole queue.
+    pub async fn vacuum(&self, limit: usize) -> Result<u64, QueueError> {
+        let removed = async {
+            match self {
+                JobQueue::Redis { conn, name, .. } => {
+                    let mut conn = conn.clone();
+                    redis::Script::new(VACUUM_SCRIPT)
+                        .key(format!("{name}:done"))
+                        .key(format!("{name}:data"))
+                        .key(format!("{name}:meta"))
+                        .arg(limit)
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(QueueError::new)
+                }
+                JobQueue::Sqlite { db, name, .. } => {
+                    let result = db
+                        .execute_raw(Statement::from_sql_and_values(
+                            DbBackend::Sqlite,
+                            "DELETE FROM Jobs WHERE rowid IN \
+                             (SELECT rowid FROM Jobs WHERE job_type = $1 AND status = 'Done' LIMIT $2)",
+                            [name.clone().into(), (limit as i64).into()],
+                        ))
+                        .await
+                        .map_err(QueueError::new)?;
+                    Ok(result.rows_affected())
+                }
+            }
+        };
+        tokio::time::timeout(QUEUE_TIMEOUT, removed).await.map_err(|_| QueueError("timed out".into()))?
     }
 }
 

@@ -1,8 +1,9 @@
-//! Per-connection refresh locks, so concurrent refreshes never burn a single-use refresh token.
+//! Locks shared by every process: per-connection refresh locks, so concurrent refreshes never burn
+//! a single-use refresh token, and named leases, so one dispatcher at a time feeds the queue.
 //!
-//! In production the lock is a Redis key (`SET NX PX`) shared by every worker and api process,
+//! In production a lock is a Redis key (`SET NX PX`) shared by every worker and api process,
 //! released only by its holder. In the embedded default one process does everything, so an
-//! in-process mutex per connection is enough.
+//! in-process mutex per name is enough.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -19,16 +20,16 @@ const LOCK_WAIT: Duration = Duration::from_secs(100);
 
 /// The lock could not be taken in time or Redis failed.
 #[derive(Debug, thiserror::Error)]
-#[error("refresh lock unavailable: {0}")]
+#[error("lock unavailable: {0}")]
 pub struct LockError(String);
 
 /// Refresh locks.
 #[derive(Clone)]
 pub enum RefreshLocks {
-    /// Redis keys `{prefix}:lock:refresh:{connection_id}`.
+    /// Redis keys `{prefix}:lock:refresh:{connection_id}` and `{prefix}:lock:{lease}`.
     Redis { conn: ConnectionManager, prefix: String },
-    /// One mutex per connection in this process.
-    Local(Arc<std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>>),
+    /// One mutex per lock name in this process.
+    Local(Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>),
 }
 
 impl std::fmt::Debug for RefreshLocks {
@@ -56,38 +57,48 @@ impl RefreshLocks {
         RefreshLocks::Local(Arc::default())
     }
 
+    fn local_mutex(map: &std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>, name: String) -> Arc<Mutex<()>> {
+        map.lock().expect("lock map is never poisoned").entry(name).or_default().clone()
+    }
+
     /// Waits for the refresh lock of a connection.
     pub async fn lock(&self, connection_id: i64) -> Result<LockGuard, LockError> {
-        match self {
-            RefreshLocks::Local(map) => {
-                let mutex = map.lock().expect("lock map is never poisoned").entry(connection_id).or_default().clone();
-                Ok(LockGuard::Local(mutex.lock_owned().await))
+        let name = format!("refresh:{connection_id}");
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        if let RefreshLocks::Local(map) = self {
+            return Ok(LockGuard::Local(Self::local_mutex(map, name).lock_owned().await));
+        }
+        loop {
+            if let Some(guard) = self.try_lock(&name, LOCK_TTL).await? {
+                return Ok(guard);
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LockError(format!("connection {connection_id} is being refreshed elsewhere")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes the lock `name` for at most `ttl` if nobody holds it; `None` when somebody does.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<LockGuard>, LockError> {
+        match self {
+            RefreshLocks::Local(map) => Ok(Self::local_mutex(map, name.to_owned()).try_lock_owned().ok().map(LockGuard::Local)),
             RefreshLocks::Redis { conn, prefix } => {
-                let key = format!("{prefix}:lock:refresh:{connection_id}");
+                let key = format!("{prefix}:lock:{name}");
                 let mut bytes = [0u8; 16];
                 rand::rng().fill_bytes(&mut bytes);
                 let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                let deadline = tokio::time::Instant::now() + LOCK_WAIT;
                 let mut conn = conn.clone();
-                loop {
-                    let taken: Option<String> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(LOCK_TTL.as_millis() as u64)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| LockError(e.to_string()))?;
-                    if taken.is_some() {
-                        return Ok(LockGuard::Redis { conn, key, token });
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(LockError(format!("connection {connection_id} is being refreshed elsewhere")));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                let taken: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| LockError(e.to_string()))?;
+                Ok(taken.map(|_| LockGuard::Redis { conn, key, token }))
             }
         }
     }
@@ -111,7 +122,7 @@ impl LockGuard {
             );
             let released: Result<i64, _> = script.key(&key).arg(&token).invoke_async(&mut conn).await;
             if let Err(error) = released {
-                tracing::warn!(lock.key = %key, error = %error, "refresh lock release failed; it expires by itself");
+                tracing::warn!(lock.key = %key, error = %error, "lock release failed; it expires by itself");
             }
         }
     }

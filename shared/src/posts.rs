@@ -1,11 +1,14 @@
-//! Scheduling posts and reading them back. The database row is written first and is the source
-//! of truth; the queue only carries the post id and its due time.
+//! Scheduling posts and reading them back. The database row is the source of truth: scheduling
+//! writes rows only, and the dispatcher pushes each post's job as it comes due (DESIGN §11). A
+//! post due within the dispatcher's lookahead is pushed here at once, through the same
+//! [`dispatch`](crate::dispatch::dispatch).
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::{
     App, Error,
     db::{connections, entities::post, posts},
+    dispatch,
     domain::{ConnectionStatus, Platform, PostContent, PostStatus, ValidationError},
 };
 
@@ -84,7 +87,7 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
         let content = PostContent::parse(platform, &request.content, &request.hashtags)?;
         let connection = connections::find(&app.db, user_id, platform)
             .await?
-            .filter(|c| c.connection_status == ConnectionStatus::Active.as_str());
+            .filter(|c| c.connection_status == ConnectionStatus::Active);
         if matches!(platform, Platform::Instagram | Platform::Tiktok) {
             return Err(ValidationError::new(
                 "media_urls",
@@ -110,12 +113,12 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
             campaign_id: campaign_id.clone(),
             user_id: user_id.to_owned(),
             social_connection_id: Some(connection.id),
-            platform: platform.as_str().to_owned(),
+            platform,
             post_content: content.text().to_owned(),
             media_urls: serde_json::json!([]),
             hashtags: serde_json::Value::from(content.hashtags().to_vec()),
             scheduled_time,
-            status: PostStatus::Pending.as_str().to_owned(),
+            status: PostStatus::Pending,
             platform_post_id: None,
             posting_error: None,
             error_kind: None,
@@ -124,18 +127,32 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
             published_at: None,
             created_at: now,
             updated_at: now,
+            due_at: Some(posts::millis(scheduled_time)),
+            dispatched_at: None,
+            claim_token: None,
+            claimed_at: None,
+            publish_phase: None,
+            publish_state: None,
         });
     }
     posts::insert_all(&app.db, rows.clone()).await?;
-    for row in &rows {
-        if let Err(error) = app.queue.enqueue_publish(&row.id, row.scheduled_time).await {
-            // Nothing half-scheduled stays behind: the client sees 503 and can send it again.
-            posts::delete_group(&app.db, user_id, &group_id).await?;
-            return Err(error.into());
-        }
-    }
     tracing::info!(post.group_id = %group_id, posts = rows.len(), "posts scheduled");
+    let horizon = Utc::now() + app.settings.worker.dispatch.lookahead;
+    let soon: Vec<String> = rows.iter().filter(|r| r.scheduled_time <= horizon).map(|r| r.id.clone()).collect();
+    dispatch_soon(app, &soon).await;
     Ok(rows)
+}
+
+/// Pushes posts that are due within the lookahead now, rather than at the dispatcher's next
+/// round. A failure only delays them: the rows are stored, and every worker's dispatcher pushes
+/// them once the queue answers.
+async fn dispatch_soon(app: &App, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(error) = dispatch::dispatch(app, Some(ids)).await {
+        tracing::warn!(error = %error, posts = ids.len(), "could not push posts due soon; the dispatcher will");
+    }
 }
 
 /// One post of the user.
@@ -170,14 +187,14 @@ pub async fn cancel(app: &App, user_id: &str, post_id: &str) -> Result<post::Mod
     get(app, user_id, post_id).await
 }
 
-/// Publishes a waiting post now instead of at its time. The job queued for its old time finds it
-/// published and drops itself.
+/// Publishes a waiting post now instead of at its time. A job pushed for its old time finds it
+/// published, or not yet due, and drops itself.
 pub async fn publish_now(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {
     let now = Utc::now();
     if !posts::make_due(&app.db, user_id, post_id, now).await? {
         return Err(not_waiting(app, user_id, post_id, "published now").await);
     }
-    app.queue.enqueue_publish(post_id, now).await?;
+    dispatch_soon(app, &[post_id.to_owned()]).await;
     tracing::info!(post.id = %post_id, "post due now");
     get(app, user_id, post_id).await
 }
@@ -188,6 +205,6 @@ pub async fn summary(app: &App, user_id: &str, campaign_id: Option<&str>) -> Res
     let counts = posts::count_by_status(&app.db, user_id, campaign_id.as_deref()).await?;
     Ok(PostStatus::ALL
         .into_iter()
-        .map(|status| (status, counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n)))
+        .map(|status| (status, counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n)))
         .collect())
 }

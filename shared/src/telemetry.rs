@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -60,6 +60,12 @@ pub struct Metrics {
     pub publish_lateness: Histogram,
     /// Token refreshes by platform and outcome.
     pub token_refreshes: Family<OutcomeLabels, Counter>,
+    /// Jobs the dispatcher (or the api) pushed into the queue.
+    pub dispatched: Counter,
+    /// Jobs waiting in the queue (scheduled or due), as last measured by this process.
+    pub queue_depth: Gauge,
+    /// Writes of a publish attempt that changed no row: the attempt had lost its claim.
+    pub lost_claims: Counter,
 }
 
 impl Default for Metrics {
@@ -79,7 +85,27 @@ impl Default for Metrics {
             publish_lateness.clone(),
         );
         registry.register("token_refreshes", "Token refreshes by platform and outcome", token_refreshes.clone());
-        Self { registry: Mutex::new(registry), http_requests, http_latency, jobs, publish_lateness, token_refreshes }
+        let dispatched = Counter::default();
+        let queue_depth = Gauge::default();
+        let lost_claims = Counter::default();
+        registry.register("dispatched_jobs", "Publish jobs pushed into the queue", dispatched.clone());
+        registry.register("queue_depth", "Publish jobs waiting in the queue, scheduled or due", queue_depth.clone());
+        registry.register(
+            "lost_claims",
+            "Writes of a publish attempt that changed no row because the attempt no longer held the post",
+            lost_claims.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            http_requests,
+            http_latency,
+            jobs,
+            publish_lateness,
+            token_refreshes,
+            dispatched,
+            queue_depth,
+            lost_claims,
+        }
     }
 }
 

@@ -33,10 +33,6 @@ pub struct AccessToken {
     pub connection: Model,
 }
 
-fn platform_of(row: &Model) -> Result<Platform, TokenError> {
-    Platform::parse(&row.platform).ok_or_else(|| TokenError::NotConnected(format!("unknown platform {}", row.platform)))
-}
-
 /// Returns a usable access token for a connection, refreshing it when it expires within the
 /// platform's margin, or unconditionally with `force` (after the platform refused it). `seen` is
 /// the access-token ciphertext the caller already tried, so a forced refresh that another
@@ -50,7 +46,7 @@ pub async fn access_token(
     let row = connections::find_by_id(&app.db, connection_id)
         .await?
         .ok_or_else(|| TokenError::NotConnected("the account is not connected".into()))?;
-    let platform = platform_of(&row)?;
+    let platform = row.platform;
     let client = app
         .platforms
         .get(platform)
@@ -139,7 +135,7 @@ async fn refresh_locked(
 }
 
 fn check_usable(row: &Model) -> Result<(), TokenError> {
-    if row.connection_status == ConnectionStatus::Active.as_str() {
+    if row.connection_status == ConnectionStatus::Active {
         return Ok(());
     }
     Err(TokenError::NotConnected(

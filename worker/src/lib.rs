@@ -1,5 +1,5 @@
-//! The worker: consumes the publish queue and publishes each post at its time, and sweeps
-//! connections whose tokens expire soon.
+//! The worker: dispatches due posts into the publish queue, consumes it and publishes each post
+//! at its time, and sweeps connections whose tokens expire soon.
 //!
 //! [`run`] takes the shared [`App`] and a shutdown future, so the `worker` binary, the embedded
 //! default (in-process, inside the api) and the tests all run the same code. The queue consumer is
@@ -22,6 +22,7 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
     });
     let sweeper =
         tokio::spawn(jobs::refresh_tokens::run(app.clone(), app.settings.refresh_sweep_interval, stop_rx.clone()));
+    let dispatcher = tokio::spawn(jobs::dispatch_posts::run(app.clone(), stop_rx.clone()));
     let poll = app.settings.worker.poll_interval;
     let concurrency = app.settings.worker.concurrency;
     loop {
@@ -50,8 +51,8 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
             };
         }
         let result = match &app.queue {
-            JobQueue::Redis(storage) => consume!(storage),
-            JobQueue::Sqlite(storage) => consume!(storage),
+            JobQueue::Redis { storage, .. } => consume!(storage),
+            JobQueue::Sqlite { storage, .. } => consume!(storage),
         };
         if *stop_rx.borrow() {
             break;
@@ -63,5 +64,6 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let _ = sweeper.await;
+    let _ = dispatcher.await;
     tracing::info!("publish consumer stopped");
 }

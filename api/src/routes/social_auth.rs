@@ -74,10 +74,10 @@ impl From<connection::Model> for Connection {
     fn from(row: connection::Model) -> Self {
         Self {
             id: row.id,
-            platform: row.platform,
+            platform: row.platform.as_str().to_owned(),
             platform_user_id: row.platform_user_id,
             platform_username: row.platform_username,
-            connection_status: row.connection_status,
+            connection_status: row.connection_status.as_str().to_owned(),
             scopes: serde_json::from_value(row.scopes).unwrap_or_default(),
             token_expires_at: row.token_expires_at,
             last_error: row.last_error,

@@ -68,7 +68,7 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
         None => {
             let row = ActiveModel {
                 user_id: Set(new.user_id),
-                platform: Set(new.platform.as_str().to_owned()),
+                platform: Set(new.platform),
                 platform_user_id: Set(new.platform_user_id),
                 platform_username: Set(new.platform_username),
                 access_token: Set(new.access_token),
@@ -76,7 +76,7 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
                 token_expires_at: Set(new.token_expires_at),
                 refresh_expires_at: Set(new.refresh_expires_at),
                 scopes: Set(scopes),
-                connection_status: Set(ConnectionStatus::Active.as_str().to_owned()),
+                connection_status: Set(ConnectionStatus::Active),
                 last_error: Set(None),
                 page_id: Set(page.as_ref().map(|p| p.id.clone())),
                 page_name: Set(page.as_ref().map(|p| p.name.clone())),
@@ -104,7 +104,7 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
             active.token_expires_at = Set(new.token_expires_at);
             active.refresh_expires_at = Set(refresh_expires_at);
             active.scopes = Set(scopes);
-            active.connection_status = Set(ConnectionStatus::Active.as_str().to_owned());
+            active.connection_status = Set(ConnectionStatus::Active);
             active.last_error = Set(None);
             active.page_id = Set(page.as_ref().map(|p| p.id.clone()));
             active.page_name = Set(page.as_ref().map(|p| p.name.clone()));
@@ -120,7 +120,7 @@ pub async fn upsert(db: &DatabaseConnection, new: NewConnection) -> Result<(Mode
 
 /// The user's connection of a platform.
 pub async fn find<C: ConnectionTrait>(db: &C, user_id: &str, platform: Platform) -> Result<Option<Model>, DbErr> {
-    Entity::find().filter(Column::UserId.eq(user_id)).filter(Column::Platform.eq(platform.as_str())).one(db).await
+    Entity::find().filter(Column::UserId.eq(user_id)).filter(Column::Platform.eq(platform)).one(db).await
 }
 
 /// A connection by id (worker use: the post row carries the id).
@@ -151,7 +151,7 @@ pub async fn store_refreshed<C: ConnectionTrait>(
         active.refresh_expires_at = Set(refresh_expires_at);
     }
     active.token_expires_at = Set(token_expires_at);
-    active.connection_status = Set(ConnectionStatus::Active.as_str().to_owned());
+    active.connection_status = Set(ConnectionStatus::Active);
     active.last_error = Set(None);
     active.updated_at = Set(Utc::now());
     active.update(db).await
@@ -160,7 +160,7 @@ pub async fn store_refreshed<C: ConnectionTrait>(
 /// Marks a connection unusable with the platform's reason.
 pub async fn mark<C: ConnectionTrait>(db: &C, id: i64, status: ConnectionStatus, error: &str) -> Result<(), DbErr> {
     Entity::update_many()
-        .col_expr(Column::ConnectionStatus, sea_orm::sea_query::Expr::value(status.as_str()))
+        .col_expr(Column::ConnectionStatus, sea_orm::sea_query::Expr::value(status))
         .col_expr(Column::LastError, sea_orm::sea_query::Expr::value(error))
         .col_expr(Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
@@ -189,7 +189,7 @@ pub async fn set_page(db: &DatabaseConnection, row: Model, page: StoredPage) -> 
 pub async fn expiring_before(db: &DatabaseConnection, before: DateTime<Utc>, limit: u64) -> Result<Vec<Model>, DbErr> {
     use sea_orm::QuerySelect;
     Entity::find()
-        .filter(Column::ConnectionStatus.eq(ConnectionStatus::Active.as_str()))
+        .filter(Column::ConnectionStatus.eq(ConnectionStatus::Active))
         .filter(Column::TokenExpiresAt.lt(before))
         .order_by_asc(Column::TokenExpiresAt)
         .limit(limit)

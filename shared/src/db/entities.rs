@@ -5,6 +5,8 @@
 pub mod connection {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{ConnectionStatus, Platform};
+
     /// A connected platform account.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "social_media_connections")]
@@ -12,7 +14,7 @@ pub mod connection {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub user_id: String,
-        pub platform: String,
+        pub platform: Platform,
         pub platform_user_id: String,
         pub platform_username: Option<String>,
         /// Fernet ciphertext.
@@ -22,7 +24,7 @@ pub mod connection {
         pub token_expires_at: Option<DateTimeUtc>,
         pub refresh_expires_at: Option<DateTimeUtc>,
         pub scopes: Json,
-        pub connection_status: String,
+        pub connection_status: ConnectionStatus,
         pub last_error: Option<String>,
         pub page_id: Option<String>,
         pub page_name: Option<String>,
@@ -42,6 +44,8 @@ pub mod connection {
 pub mod post {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{ErrorKind, Platform, PostStatus, PublishPhase};
+
     /// A scheduled post.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "scheduled_posts")]
@@ -52,20 +56,34 @@ pub mod post {
         pub campaign_id: String,
         pub user_id: String,
         pub social_connection_id: Option<i64>,
-        pub platform: String,
+        pub platform: Platform,
         pub post_content: String,
         pub media_urls: Json,
         pub hashtags: Json,
         pub scheduled_time: DateTimeUtc,
-        pub status: String,
+        pub status: PostStatus,
         pub platform_post_id: Option<String>,
         pub posting_error: Option<String>,
-        pub error_kind: Option<String>,
+        pub error_kind: Option<ErrorKind>,
         pub retry_count: i32,
         pub next_attempt_at: Option<DateTimeUtc>,
         pub published_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// When the row next needs a worker (DESIGN §11): the scheduled time while `pending`,
+        /// `next_attempt_at` while `retrying`, the moment a claim goes stale while `publishing`;
+        /// `NULL` once final. Millisecond precision.
+        pub due_at: Option<DateTimeUtc>,
+        /// When the dispatcher last pushed a job for the row (`NULL`: no live job).
+        pub dispatched_at: Option<DateTimeUtc>,
+        /// The claim of the attempt that holds the row; every write of that attempt names it.
+        pub claim_token: Option<String>,
+        /// When the attempt claimed it.
+        pub claimed_at: Option<DateTimeUtc>,
+        /// The last saved step of a multi-step publish (DESIGN §12).
+        pub publish_phase: Option<PublishPhase>,
+        /// The platform's handles saved by the steps (upload ids, container ids, ...).
+        pub publish_state: Option<Json>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -78,6 +96,8 @@ pub mod post {
 pub mod oauth_state {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::Platform;
+
     /// A pending authorization.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "oauth_states")]
@@ -86,7 +106,7 @@ pub mod oauth_state {
         #[sea_orm(primary_key, auto_increment = false)]
         pub state_hash: String,
         pub user_id: String,
-        pub platform: String,
+        pub platform: Platform,
         /// Fernet ciphertext of the PKCE verifier.
         pub pkce_verifier: Option<String>,
         pub redirect_uri: String,

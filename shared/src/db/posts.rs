@@ -1,14 +1,31 @@
-//! Scheduled posts and their status machine (DESIGN §2). Every transition is one conditional
-//! `UPDATE`, so two workers can never both move a post forward.
+//! Scheduled posts and their status machine (DESIGN §2, §11). Every transition is one conditional
+//! `UPDATE`, so two workers can never both move a post forward, and every write of a publish
+//! attempt names the attempt's claim token, so a write by an attempt that lost its claim changes
+//! nothing and says so.
+//!
+//! `due_at` is when a row next needs a worker: the scheduled time while `pending`, the next
+//! attempt while `retrying`, the moment the claim goes stale while `publishing`, `NULL` once the
+//! post is final. `dispatched_at` is when the dispatcher last pushed a job for it; clearing it
+//! (any reschedule does) hands the row back to the dispatcher.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, Statement, TransactionTrait, Value,
     sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 
 use super::entities::post::{ActiveModel, Column, Entity, Model};
 use crate::domain::{ErrorKind, PostStatus};
+
+/// The statuses of a post that waits for its time.
+pub const WAITING: [PostStatus; 2] = [PostStatus::Pending, PostStatus::Retrying];
+
+/// `at` truncated to the millisecond, the precision `due_at` is kept in (SQLite stores times as
+/// text, and one precision everywhere keeps its comparisons exact).
+pub fn millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
+}
 
 /// Stores new posts in one transaction: all rows of a request, or none.
 pub async fn insert_all(db: &DatabaseConnection, rows: Vec<Model>) -> Result<(), DbErr> {
@@ -42,20 +59,97 @@ pub async fn list_for_campaign(db: &DatabaseConnection, user_id: &str, campaign_
 }
 
 fn status_in(statuses: &[PostStatus]) -> SimpleExpr {
-    Column::Status.is_in(statuses.iter().map(|s| s.as_str()))
+    Column::Status.is_in(statuses.iter().copied())
 }
 
-/// Claims a post for publishing: `pending`/`retrying` → `publishing`. Returns false when another
-/// worker claimed it first or it is no longer publishable (cancelled, posted).
-pub async fn claim(db: &DatabaseConnection, post_id: &str) -> Result<bool, DbErr> {
-    let result = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(PostStatus::Publishing.as_str()))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(post_id))
-        .filter(status_in(&[PostStatus::Pending, PostStatus::Retrying]))
+const NO_TIME: Option<DateTime<Utc>> = None;
+
+/// A post due for the dispatcher: its id and when its job is due.
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct Due {
+    /// The post.
+    pub id: String,
+    /// When it is due.
+    pub due_at: DateTime<Utc>,
+}
+
+/// Takes up to `limit` rows that need a job (`due_at <= horizon`, no job pushed since
+/// `redispatch_before`), stamps them `dispatched_at = now` and returns them. The rows are taken
+/// round-robin across users (each user's first due post, then each user's second, ...), so one
+/// user's backlog never holds back another user's post. `only` restricts the choice to some ids
+/// (the api dispatching what it has just scheduled).
+///
+/// Several dispatchers may run this at once: the outer `WHERE` repeats the conditions, and the
+/// database re-checks them on the locked row, so each row is stamped (and pushed) by one of them.
+/// One statement, the same text on PostgreSQL and SQLite (both take `$n` parameters).
+pub async fn stamp_due(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    redispatch_before: DateTime<Utc>,
+    limit: u64,
+    only: Option<&[String]>,
+) -> Result<Vec<Due>, DbErr> {
+    let mut values: Vec<Value> = vec![now.into(), horizon.into(), redispatch_before.into(), (limit as i64).into()];
+    let only_ids = match only {
+        None => String::new(),
+        Some(ids) => {
+            let start = values.len() + 1;
+            values.extend(ids.iter().map(|id| Value::from(id.clone())));
+            let placeholders: Vec<String> = (start..start + ids.len()).map(|n| format!("${n}")).collect();
+            format!(" AND id IN ({})", placeholders.join(", "))
+        }
+    };
+    let wanted = format!("due_at IS NOT NULL AND due_at <= $2 AND (dispatched_at IS NULL OR dispatched_at < $3){only_ids}");
+    let sql = format!(
+        "UPDATE scheduled_posts SET dispatched_at = $1 \
+         WHERE id IN ( \
+           SELECT id FROM ( \
+             SELECT id, due_at, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY due_at, id) AS turn \
+             FROM scheduled_posts WHERE {wanted} \
+           ) AS due ORDER BY turn, due_at, id LIMIT $4 \
+         ) AND {wanted} \
+         RETURNING id, due_at"
+    );
+    Due::find_by_statement(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).all(db).await
+}
+
+/// Hands rows back to the dispatcher (their jobs could not be pushed).
+pub async fn unstamp(db: &DatabaseConnection, ids: &[String], stamped_at: DateTime<Utc>) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .filter(Column::Id.is_in(ids.iter().cloned()))
+        .filter(Column::DispatchedAt.eq(stamped_at))
         .exec(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok(())
+}
+
+/// Claims a due post for one publish attempt: `pending`/`retrying` and due → `publishing`, with
+/// the attempt's `claim_token`. The claim is the read: the attempt publishes the row returned
+/// here, so an edit or a reschedule that committed first always wins. `None` when the post is not
+/// due, not waiting, or another attempt claimed it first. While `publishing`, the row is due
+/// again at `stale_at`, when a dispatcher looks at it in case its worker died.
+pub async fn claim(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: &str,
+    now: DateTime<Utc>,
+    stale_at: DateTime<Utc>,
+) -> Result<Option<Model>, DbErr> {
+    let mut rows = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PostStatus::Publishing))
+        .col_expr(Column::ClaimToken, Expr::value(claim_token))
+        .col_expr(Column::ClaimedAt, Expr::value(now))
+        .col_expr(Column::DueAt, Expr::value(millis(stale_at)))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(post_id))
+        .filter(status_in(&WAITING))
+        .filter(Column::DueAt.lte(now))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.pop())
 }
 
 /// What a publish attempt ended in.
@@ -71,84 +165,102 @@ pub enum Outcome {
     Unknown { error: String },
 }
 
-/// Records the outcome of the attempt that claimed the post (status `publishing`).
-pub async fn record(db: &DatabaseConnection, post_id: &str, outcome: Outcome) -> Result<(), DbErr> {
+impl Outcome {
+    /// The status the outcome leaves the post in.
+    pub fn status(&self) -> PostStatus {
+        match self {
+            Outcome::Posted { .. } => PostStatus::Posted,
+            Outcome::Retrying { .. } => PostStatus::Retrying,
+            Outcome::Failed { .. } => PostStatus::Failed,
+            Outcome::Unknown { .. } => PostStatus::Unknown,
+        }
+    }
+}
+
+/// Records the outcome of the attempt holding `claim_token`. Returns false when the row was not
+/// changed: the attempt no longer holds the post (a stale claim was resolved elsewhere); the
+/// caller logs and counts that.
+pub async fn record(db: &DatabaseConnection, post_id: &str, claim_token: &str, outcome: Outcome) -> Result<bool, DbErr> {
     let mut update = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(outcome.status()))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
         .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing.as_str()));
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::ClaimToken.eq(claim_token));
     update = match outcome {
         Outcome::Posted { platform_post_id, published_at } => update
-            .col_expr(Column::Status, Expr::value(PostStatus::Posted.as_str()))
             .col_expr(Column::PlatformPostId, Expr::value(platform_post_id))
             .col_expr(Column::PublishedAt, Expr::value(published_at))
             .col_expr(Column::PostingError, Expr::value(Option::<String>::None))
-            .col_expr(Column::ErrorKind, Expr::value(Option::<String>::None))
-            .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None)),
+            .col_expr(Column::ErrorKind, Expr::value(Option::<ErrorKind>::None))
+            .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
+            .col_expr(Column::DueAt, Expr::value(NO_TIME)),
         Outcome::Retrying { kind, error, next_attempt_at } => update
-            .col_expr(Column::Status, Expr::value(PostStatus::Retrying.as_str()))
-            .col_expr(Column::ErrorKind, Expr::value(kind.as_str()))
+            .col_expr(Column::ErrorKind, Expr::value(kind))
             .col_expr(Column::PostingError, Expr::value(error))
-            .col_expr(Column::NextAttemptAt, Expr::value(next_attempt_at))
+            .col_expr(Column::NextAttemptAt, Expr::value(millis(next_attempt_at)))
+            .col_expr(Column::DueAt, Expr::value(millis(next_attempt_at)))
             .col_expr(Column::RetryCount, Expr::col(Column::RetryCount).add(1)),
         Outcome::Failed { kind, error } => update
-            .col_expr(Column::Status, Expr::value(PostStatus::Failed.as_str()))
-            .col_expr(Column::ErrorKind, Expr::value(kind.as_str()))
+            .col_expr(Column::ErrorKind, Expr::value(kind))
             .col_expr(Column::PostingError, Expr::value(error))
-            .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None)),
+            .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
+            .col_expr(Column::DueAt, Expr::value(NO_TIME)),
         Outcome::Unknown { error } => update
-            .col_expr(Column::Status, Expr::value(PostStatus::Unknown.as_str()))
-            .col_expr(Column::ErrorKind, Expr::value(ErrorKind::Unknown.as_str()))
+            .col_expr(Column::ErrorKind, Expr::value(ErrorKind::Unknown))
             .col_expr(Column::PostingError, Expr::value(error))
-            .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None)),
+            .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
+            .col_expr(Column::DueAt, Expr::value(NO_TIME)),
     };
-    update.exec(db).await?;
-    Ok(())
-}
-
-/// Deletes the posts of one scheduling request (used when it could not be enqueued).
-pub async fn delete_group(db: &DatabaseConnection, user_id: &str, group_id: &str) -> Result<(), DbErr> {
-    Entity::delete_many().filter(Column::UserId.eq(user_id)).filter(Column::GroupId.eq(group_id)).exec(db).await?;
-    Ok(())
+    Ok(update.exec(db).await?.rows_affected == 1)
 }
 
 /// Fails the posts of a connection that are still waiting (`pending`/`retrying`) with a
 /// `not_connected` error; returns how many.
-pub async fn fail_waiting_for_connection<C: sea_orm::ConnectionTrait>(
+pub async fn fail_waiting_for_connection<C: ConnectionTrait>(
     db: &C,
     connection_id: i64,
     error: &str,
 ) -> Result<u64, DbErr> {
     let result = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(PostStatus::Failed.as_str()))
-        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::NotConnected.as_str()))
+        .col_expr(Column::Status, Expr::value(PostStatus::Failed))
+        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::NotConnected))
         .col_expr(Column::PostingError, Expr::value(error))
-        .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
+        .col_expr(Column::DueAt, Expr::value(NO_TIME))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::SocialConnectionId.eq(connection_id))
-        .filter(status_in(&[PostStatus::Pending, PostStatus::Retrying]))
+        .filter(status_in(&WAITING))
         .exec(db)
         .await?;
     Ok(result.rows_affected)
 }
 
-/// Marks a post `unknown` if it is still `publishing` exactly as it was read (same `updated_at`):
-/// its worker stopped between claiming it and recording the outcome, so whether the platform has
-/// it cannot be known. Returns whether it changed.
+/// Marks a post `unknown` if the attempt holding `claim_token` still holds it: its worker stopped
+/// between claiming it and recording the outcome (the claim went stale), so whether the platform
+/// has it cannot be known. Returns whether it changed.
+/// Rows claimed by the previous release carry no token (`None`).
 pub async fn mark_orphaned(
     db: &DatabaseConnection,
     post_id: &str,
-    read_at: DateTime<Utc>,
+    claim_token: Option<&str>,
     error: &str,
 ) -> Result<bool, DbErr> {
+    let held_by = match claim_token {
+        Some(token) => Column::ClaimToken.eq(token),
+        None => Column::ClaimToken.is_null(),
+    };
     let result = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(PostStatus::Unknown.as_str()))
-        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::Unknown.as_str()))
+        .col_expr(Column::Status, Expr::value(PostStatus::Unknown))
+        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::Unknown))
         .col_expr(Column::PostingError, Expr::value(error))
+        .col_expr(Column::DueAt, Expr::value(NO_TIME))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing.as_str()))
-        .filter(Column::UpdatedAt.eq(read_at))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(held_by)
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -157,44 +269,41 @@ pub async fn mark_orphaned(
 /// Cancels a post of the user that is still waiting (`pending`/`retrying`); false otherwise.
 pub async fn cancel(db: &DatabaseConnection, user_id: &str, post_id: &str) -> Result<bool, DbErr> {
     let result = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(PostStatus::Cancelled.as_str()))
-        .col_expr(Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Column::Status, Expr::value(PostStatus::Cancelled))
+        .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
+        .col_expr(Column::DueAt, Expr::value(NO_TIME))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(post_id))
         .filter(Column::UserId.eq(user_id))
-        .filter(status_in(&[PostStatus::Pending, PostStatus::Retrying]))
+        .filter(status_in(&WAITING))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
 }
 
-/// Makes a waiting post of the user due at `now`; false when it is not waiting.
+/// Makes a waiting post of the user due at `now` (its scheduled time while `pending`, its next
+/// attempt while `retrying`) and hands it to the dispatcher; false when it is not waiting.
 pub async fn make_due(
     db: &DatabaseConnection,
     user_id: &str,
     post_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let pending = Entity::update_many()
-        .col_expr(Column::ScheduledTime, Expr::value(now))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Status.eq(PostStatus::Pending.as_str()))
-        .exec(db)
-        .await?;
-    if pending.rows_affected == 1 {
+    let now = millis(now);
+    let moved = |status: PostStatus, time: Column| {
+        Entity::update_many()
+            .col_expr(time, Expr::value(now))
+            .col_expr(Column::DueAt, Expr::value(now))
+            .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Id.eq(post_id))
+            .filter(Column::UserId.eq(user_id))
+            .filter(Column::Status.eq(status))
+    };
+    if moved(PostStatus::Pending, Column::ScheduledTime).exec(db).await?.rows_affected == 1 {
         return Ok(true);
     }
-    let retrying = Entity::update_many()
-        .col_expr(Column::NextAttemptAt, Expr::value(now))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::Status.eq(PostStatus::Retrying.as_str()))
-        .exec(db)
-        .await?;
-    Ok(retrying.rows_affected == 1)
+    Ok(moved(PostStatus::Retrying, Column::NextAttemptAt).exec(db).await?.rows_affected == 1)
 }
 
 /// The user's posts counted by status, optionally within one campaign.
@@ -202,7 +311,7 @@ pub async fn count_by_status(
     db: &DatabaseConnection,
     user_id: &str,
     campaign_id: Option<&str>,
-) -> Result<Vec<(String, i64)>, DbErr> {
+) -> Result<Vec<(PostStatus, i64)>, DbErr> {
     use sea_orm::QuerySelect;
     let mut query = Entity::find()
         .select_only()
@@ -213,5 +322,5 @@ pub async fn count_by_status(
     if let Some(campaign_id) = campaign_id {
         query = query.filter(Column::CampaignId.eq(campaign_id));
     }
-    query.into_tuple::<(String, i64)>().all(db).await
+    query.into_tuple::<(PostStatus, i64)>().all(db).await
 }

@@ -1,5 +1,6 @@
 //! Domain types parsed once at the edge: platforms, post states, failure kinds and validated
-//! post content. Nothing here does I/O.
+//! post content. Nothing here does I/O. The enums are also the database's column types (sea-orm
+//! active enums stored as their names), so a row is typed when it is read, never re-parsed.
 
 mod content;
 
@@ -7,21 +8,28 @@ pub use content::{PostContent, ValidationError};
 
 use std::fmt;
 
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
 
-/// A social platform Herald publishes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A social platform Herald publishes to. Stored and sent as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
 #[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum Platform {
     /// LinkedIn (member posts).
+    #[sea_orm(string_value = "linkedin")]
     Linkedin,
     /// X, formerly Twitter; its configuration keeps the `TWITTER_` names.
+    #[sea_orm(string_value = "twitter")]
     Twitter,
     /// Instagram professional accounts.
+    #[sea_orm(string_value = "instagram")]
     Instagram,
     /// Facebook Pages.
+    #[sea_orm(string_value = "facebook")]
     Facebook,
     /// TikTok.
+    #[sea_orm(string_value = "tiktok")]
     Tiktok,
 }
 
@@ -76,9 +84,10 @@ impl fmt::Display for Platform {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+        #[sea_orm(rs_type = "String", db_type = "Text")]
         pub enum $name {
-            $($(#[$vmeta])* $variant),+
+            $($(#[$vmeta])* #[sea_orm(string_value = $text)] $variant),+
         }
 
         impl $name {
@@ -150,5 +159,16 @@ string_enum! {
         Unknown => "unknown",
         /// No usable connection for the platform.
         NotConnected => "not_connected",
+    }
+}
+
+string_enum! {
+    /// The last saved step of a publish attempt (DESIGN §12). Text posts go in one step; the
+    /// multi-step media flows add their steps here, each saved before the next starts.
+    PublishPhase {
+        /// The call that makes the post public has been sent (or is being sent): past this point
+        /// the post is never sent again, and a crash leaves it `unknown` unless the platform can
+        /// be asked.
+        Sending => "sending",
     }
 }

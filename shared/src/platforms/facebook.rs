@@ -16,10 +16,10 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Account, Authorization, Grant, Identity, Page, Platform, PlatformError, Published, TokenSet,
+    Account, Authorization, Grant, Identity, Page, PlatformClient, PlatformError, Published, TokenSet,
     http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::domain::{self, PostContent};
+use crate::domain::{Platform, PostContent};
 
 const SCOPES: &str = "pages_show_list,pages_read_engagement,pages_manage_posts";
 
@@ -119,9 +119,9 @@ struct Created {
 }
 
 #[async_trait]
-impl Platform for FacebookClient {
-    fn id(&self) -> domain::Platform {
-        domain::Platform::Facebook
+impl PlatformClient for FacebookClient {
+    fn id(&self) -> Platform {
+        Platform::Facebook
     }
 
     fn authorize(&self, state: &str) -> Authorization {

@@ -16,10 +16,10 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Account, Authorization, Identity, Platform, PlatformError, Published, TokenSet,
+    Account, Authorization, Identity, PlatformClient, PlatformError, Published, TokenSet,
     http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::domain::{self, PostContent};
+use crate::domain::{Platform, PostContent};
 
 const SCOPES: &str = "instagram_business_basic,instagram_business_content_publish";
 
@@ -73,9 +73,9 @@ struct Me {
 }
 
 #[async_trait]
-impl Platform for InstagramClient {
-    fn id(&self) -> domain::Platform {
-        domain::Platform::Instagram
+impl PlatformClient for InstagramClient {
+    fn id(&self) -> Platform {
+        Platform::Instagram
     }
 
     fn authorize(&self, state: &str) -> Authorization {

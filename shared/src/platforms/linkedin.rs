@@ -17,10 +17,10 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Account, Authorization, Identity, Platform, PlatformError, Published, TokenSet,
+    Account, Authorization, Identity, PlatformClient, PlatformError, Published, TokenSet,
     http::{Dialect, Effect, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::domain::{self, PostContent};
+use crate::domain::{Platform, PostContent};
 
 const SCOPES: &str = "openid profile w_member_social";
 
@@ -93,9 +93,9 @@ fn commentary(content: &PostContent) -> String {
 }
 
 #[async_trait]
-impl Platform for LinkedinClient {
-    fn id(&self) -> domain::Platform {
-        domain::Platform::Linkedin
+impl PlatformClient for LinkedinClient {
+    fn id(&self) -> Platform {
+        Platform::Linkedin
     }
 
     fn authorize(&self, state: &str) -> Authorization {
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn commentary_escapes_little_format_markup() {
         let content =
-            PostContent::parse(domain::Platform::Linkedin, "Hi (all) #1 @you", &["rust_lang".into()]).expect("valid");
+            PostContent::parse(Platform::Linkedin, "Hi (all) #1 @you", &["rust_lang".into()]).expect("valid");
         assert_eq!(commentary(&content), "Hi \\(all\\) \\#1 \\@you\n\n{hashtag|\\#|rust\\_lang}");
     }
 }

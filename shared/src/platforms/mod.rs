@@ -1,4 +1,4 @@
-//! Platform clients: one [`Platform`] trait, one module per platform.
+//! Platform clients: one [`PlatformClient`] trait, one module per platform.
 //!
 //! Each module owns its platform's wire formats (paths, bodies, error shapes) and keeps them
 //! private; callers see only [`TokenSet`], [`Identity`], [`Published`] and the classified
@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     config::Settings,
-    domain::{self, PostContent},
+    domain::{ErrorKind, Platform, PostContent},
 };
 
 /// Tokens returned by a platform's token endpoint.
@@ -159,22 +159,22 @@ impl PlatformError {
     }
 
     /// The stored error kind.
-    pub fn kind(&self) -> domain::ErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PlatformError::Unauthorized(_) | PlatformError::Revoked(_) => domain::ErrorKind::Unauthorized,
-            PlatformError::RateLimited { .. } => domain::ErrorKind::RateLimited,
-            PlatformError::Transient(_) => domain::ErrorKind::Transient,
-            PlatformError::Rejected(_) => domain::ErrorKind::Rejected,
-            PlatformError::Unknown(_) => domain::ErrorKind::Unknown,
+            PlatformError::Unauthorized(_) | PlatformError::Revoked(_) => ErrorKind::Unauthorized,
+            PlatformError::RateLimited { .. } => ErrorKind::RateLimited,
+            PlatformError::Transient(_) => ErrorKind::Transient,
+            PlatformError::Rejected(_) => ErrorKind::Rejected,
+            PlatformError::Unknown(_) => ErrorKind::Unknown,
         }
     }
 }
 
 /// One social platform: OAuth, identity, refresh and publishing.
 #[async_trait]
-pub trait Platform: Send + Sync + fmt::Debug {
+pub trait PlatformClient: Send + Sync + fmt::Debug {
     /// Which platform this is.
-    fn id(&self) -> domain::Platform;
+    fn id(&self) -> Platform;
 
     /// Builds the consent URL for `state`.
     fn authorize(&self, state: &str) -> Authorization;
@@ -225,26 +225,26 @@ pub trait Platform: Send + Sync + fmt::Debug {
 /// The platforms this server can connect: those with credentials and an implementation.
 #[derive(Debug, Clone, Default)]
 pub struct Platforms {
-    clients: HashMap<domain::Platform, Arc<dyn Platform>>,
+    clients: HashMap<Platform, Arc<dyn PlatformClient>>,
 }
 
 impl Platforms {
     /// Builds a client for every configured platform, sharing one HTTP client.
     pub fn from_settings(settings: &Settings) -> Self {
         let http = http_client(settings.platform_timeout);
-        let mut clients: HashMap<domain::Platform, Arc<dyn Platform>> = HashMap::new();
-        for platform in domain::Platform::ALL {
+        let mut clients: HashMap<Platform, Arc<dyn PlatformClient>> = HashMap::new();
+        for platform in Platform::ALL {
             let config = settings.platform(platform);
             let Some((id, secret)) = config.credentials() else { continue };
             let app = http::RegisteredApp::new(config, id, secret, settings.redirect_uri(platform), http.clone());
-            let client: Arc<dyn Platform> = match platform {
-                domain::Platform::Twitter => Arc::new(x::XClient::new(app)),
-                domain::Platform::Linkedin => {
+            let client: Arc<dyn PlatformClient> = match platform {
+                Platform::Twitter => Arc::new(x::XClient::new(app)),
+                Platform::Linkedin => {
                     Arc::new(linkedin::LinkedinClient::new(app, settings.linkedin_api_version.clone()))
                 }
-                domain::Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(app)),
-                domain::Platform::Facebook => Arc::new(facebook::FacebookClient::new(app, &settings.graph_api_version)),
-                domain::Platform::Instagram => {
+                Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(app)),
+                Platform::Facebook => Arc::new(facebook::FacebookClient::new(app, &settings.graph_api_version)),
+                Platform::Instagram => {
                     Arc::new(instagram::InstagramClient::new(app, &settings.graph_api_version))
                 }
             };
@@ -254,7 +254,7 @@ impl Platforms {
     }
 
     /// The client of a platform, when configured.
-    pub fn get(&self, platform: domain::Platform) -> Option<&Arc<dyn Platform>> {
+    pub fn get(&self, platform: Platform) -> Option<&Arc<dyn PlatformClient>> {
         self.clients.get(&platform)
     }
 }

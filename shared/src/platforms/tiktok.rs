@@ -15,10 +15,10 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Account, Authorization, Grant, Identity, Platform, PlatformError, Published, TokenSet,
+    Account, Authorization, Grant, Identity, PlatformClient, PlatformError, Published, TokenSet,
     http::{Dialect, Effect, RegisteredApp, classify_status, error_message, json, send},
 };
-use crate::domain::{self, PostContent};
+use crate::domain::{Platform, PostContent};
 
 const SCOPES: &str = "user.info.basic,video.publish";
 
@@ -84,9 +84,9 @@ struct ApiError {
 }
 
 #[async_trait]
-impl Platform for TiktokClient {
-    fn id(&self) -> domain::Platform {
-        domain::Platform::Tiktok
+impl PlatformClient for TiktokClient {
+    fn id(&self) -> Platform {
+        Platform::Tiktok
     }
 
     fn authorize(&self, state: &str) -> Authorization {

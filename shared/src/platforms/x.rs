@@ -14,11 +14,11 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
 use super::{
-    Account, Authorization, Grant, Identity, Platform, PlatformError, Published, TokenSet,
+    Account, Authorization, Grant, Identity, PlatformClient, PlatformError, Published, TokenSet,
     http::{Dialect, Effect, RegisteredApp, classify_status, json, send},
     oauth::{ClientAuth, Flow, OAuthApp},
 };
-use crate::domain::{self, PostContent};
+use crate::domain::{Platform, PostContent};
 
 /// Confidential client (Basic auth), PKCE S256, and the minimal scopes for posting text and media
 /// and staying connected (`offline.access` is what makes X issue a refresh token).
@@ -102,9 +102,9 @@ impl Dialect for X {
 }
 
 #[async_trait]
-impl Platform for XClient {
-    fn id(&self) -> domain::Platform {
-        domain::Platform::Twitter
+impl PlatformClient for XClient {
+    fn id(&self) -> Platform {
+        Platform::Twitter
     }
 
     fn authorize(&self, state: &str) -> Authorization {

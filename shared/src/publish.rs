@@ -1,0 +1,266 @@
+//! The publishing service: the one owner of a publish attempt (DESIGN §5, §11, §12).
+//!
+//! An attempt claims the post with one conditional `UPDATE ... RETURNING` and publishes exactly
+//! the row the claim returned; it gets a usable token (refreshed under the connection's lock, the
+//! Page token for platforms that post to a Page), calls the platform, classifies the answer and
+//! records the outcome with a write conditional on its claim token. A write that changes nothing
+//! means the attempt lost the post; it is logged and counted. Nothing else in Herald builds a
+//! platform request for a post or reads token columns for one; the worker's job only calls
+//! [`run`].
+//!
+//! Steps (DESIGN §12): a text post is one step, and the claim is its point of no return, so a
+//! post left `publishing` by a dead worker becomes `unknown`, never re-sent. The multi-step media
+//! flows save their phase and the platform's handles on the row (`publish_phase`,
+//! `publish_state`) before each next step, through the same claim token.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use rand::Rng;
+
+use crate::{
+    App,
+    db::{
+        DbErr, connections,
+        entities::post,
+        posts::{self, Outcome},
+    },
+    domain::{ConnectionStatus, ErrorKind, PostContent, PostStatus},
+    platforms::{Account, PlatformClient, PlatformError, Published},
+    tokens::{self, TokenError},
+};
+
+/// A job that became due this close to its post's time waits for it instead of being dropped
+/// (the queue keeps whole seconds, and hosts' clocks drift a little).
+const MAX_EARLY_WAIT: StdDuration = StdDuration::from_secs(5);
+/// When a rate-limited platform does not say when to come back.
+const DEFAULT_RATE_LIMIT_WAIT_MINUTES: i64 = 15;
+
+/// Publishes `post_id` if it is due and still waiting. Errors only when the database could not be
+/// read or written; every decision about the post is recorded on its row.
+pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
+    let claim_token = uuid::Uuid::new_v4().to_string();
+    let stale_after = Duration::from_std(app.settings.worker.stale_after).unwrap_or(Duration::minutes(5));
+    let mut waited = false;
+    let post = loop {
+        let now = Utc::now();
+        if let Some(post) = posts::claim(&app.db, post_id, &claim_token, now, now + stale_after).await? {
+            break post;
+        }
+        let Some(row) = posts::find(&app.db, post_id).await? else {
+            tracing::info!("post no longer exists; job dropped");
+            return Ok(());
+        };
+        match row.status {
+            PostStatus::Pending | PostStatus::Retrying => {
+                let early = row.due_at.and_then(|at| (at - Utc::now()).to_std().ok());
+                match early {
+                    Some(early) if !waited && early <= MAX_EARLY_WAIT => {
+                        tokio::time::sleep(early).await;
+                        waited = true;
+                    }
+                    _ => {
+                        // Rescheduled since the job was pushed: the dispatcher pushes a new one.
+                        tracing::info!(post.due = ?row.due_at, "post is not due; job dropped");
+                        return Ok(());
+                    }
+                }
+            }
+            PostStatus::Publishing => return resolve_stale(app, &row, stale_after).await,
+            status => {
+                tracing::info!(post.status = %status, "post is not waiting to be published; job dropped");
+                return Ok(());
+            }
+        }
+    };
+    let outcome = attempt(app, &post).await;
+    observe(app, &post, &outcome);
+    if !posts::record(&app.db, &post.id, &claim_token, outcome.clone()).await? {
+        app.metrics.lost_claims.inc();
+        tracing::error!(
+            platform = %post.platform,
+            post.outcome = %outcome.status(),
+            "publish outcome not recorded: this attempt no longer holds the post (its claim went stale)"
+        );
+    }
+    Ok(())
+}
+
+/// A job for a post that is `publishing`. While its claim is recent, another attempt may still be
+/// sending: the job is dropped (the row is due again when the claim goes stale, and the
+/// dispatcher pushes a job then). A stale claim becomes `unknown` (the platform may have the
+/// post), never a second send.
+async fn resolve_stale(app: &App, post: &post::Model, stale_after: Duration) -> Result<(), DbErr> {
+    let claimed_at = post.claimed_at.unwrap_or(post.updated_at);
+    if Utc::now() < claimed_at + stale_after {
+        tracing::info!("post is being published by another attempt; job dropped");
+        return Ok(());
+    }
+    let error = "the worker publishing this post stopped before recording the outcome; check the platform before publishing it again";
+    if posts::mark_orphaned(&app.db, &post.id, post.claim_token.as_deref(), error).await? {
+        app.metrics.job(post.platform.as_str(), "unknown");
+        tracing::error!(platform = %post.platform, "post orphaned while publishing; marked unknown, not re-sent");
+    }
+    Ok(())
+}
+
+/// Counts and logs an outcome.
+fn observe(app: &App, post: &post::Model, outcome: &Outcome) {
+    let platform = post.platform;
+    match outcome {
+        Outcome::Posted { published_at, .. } => {
+            let lateness = (*published_at - post.scheduled_time).num_milliseconds().max(0) as f64 / 1000.0;
+            app.metrics.publish_lateness.observe(lateness);
+            tracing::info!(platform = %platform, lateness_ms = (lateness * 1000.0) as i64, "post published");
+        }
+        Outcome::Retrying { kind, error, next_attempt_at } => {
+            tracing::warn!(platform = %platform, error.kind = %kind, error = %error, retry.at = %next_attempt_at, "publish failed; will retry");
+        }
+        Outcome::Failed { kind, error } => {
+            tracing::warn!(platform = %platform, error.kind = %kind, error = %error, "publish failed");
+        }
+        Outcome::Unknown { error } => {
+            tracing::error!(platform = %platform, error = %error, "publish outcome unknown; not retried");
+        }
+    }
+    app.metrics.job(platform.as_str(), outcome.status().as_str());
+}
+
+/// One attempt at the claimed row: a usable token, the platform call, the classified result.
+async fn attempt(app: &App, post: &post::Model) -> Outcome {
+    let failed = |kind: ErrorKind, error: String| Outcome::Failed { kind, error };
+    let platform = post.platform;
+    let Some(connection_id) = post.social_connection_id else {
+        return failed(ErrorKind::NotConnected, format!("the {platform} account is not connected"));
+    };
+    let Some(client) = app.platforms.get(platform) else {
+        return failed(ErrorKind::NotConnected, format!("{platform} is not configured on this server"));
+    };
+    let hashtags: Vec<String> = serde_json::from_value(post.hashtags.clone()).unwrap_or_default();
+    let content = PostContent::from_stored(post.post_content.clone(), hashtags);
+
+    let token = match tokens::access_token(app, connection_id, false, None).await {
+        Ok(token) => token,
+        Err(error) => return token_failure(app, post, error),
+    };
+    let connection = &token.connection;
+    let account = Account {
+        platform_user_id: connection.platform_user_id.clone(),
+        page_id: connection.page_id.clone(),
+        username: connection.platform_username.clone(),
+    };
+    let result = if client.needs_page() {
+        // A Page is published to with its own token, which no refresh of the user's token renews:
+        // a refused Page token means the user must connect again.
+        let Some(cipher) = &connection.page_access_token else {
+            return failed(ErrorKind::NotConnected, format!("choose which {platform} Page to publish to"));
+        };
+        let page_token = match app.cipher.decrypt(cipher) {
+            Ok(page_token) => page_token,
+            Err(error) => return failed(ErrorKind::NotConnected, error.to_string()),
+        };
+        let result = client.publish(&page_token, &account, &content).await;
+        if let Err(PlatformError::Unauthorized(message)) = &result {
+            let reason = format!("{platform} refused the Page token: {message}; reconnect the account");
+            mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
+        }
+        result
+    } else {
+        match publish_refreshing_once(app, client.as_ref(), connection_id, token, &account, &content).await {
+            Ok(result) => result,
+            Err(error) => return token_failure(app, post, error),
+        }
+    };
+    if let Err(PlatformError::Revoked(message)) = &result {
+        let reason = format!("{platform} access was revoked: {message}; reconnect the account");
+        mark_connection(app, connection_id, ConnectionStatus::Revoked, &reason).await;
+    }
+    match result {
+        Ok(published) => Outcome::Posted { platform_post_id: published.platform_post_id, published_at: Utc::now() },
+        Err(PlatformError::RateLimited { message, retry_at }) => Outcome::Retrying {
+            kind: ErrorKind::RateLimited,
+            error: message,
+            next_attempt_at: retry_at
+                .filter(|at| *at > Utc::now())
+                .unwrap_or_else(|| Utc::now() + Duration::minutes(DEFAULT_RATE_LIMIT_WAIT_MINUTES)),
+        },
+        Err(PlatformError::Transient(message)) => retry_or_fail(app, post, ErrorKind::Transient, message),
+        Err(PlatformError::Unauthorized(message) | PlatformError::Revoked(message)) => {
+            failed(ErrorKind::Unauthorized, message)
+        }
+        Err(PlatformError::Rejected(message)) => failed(ErrorKind::Rejected, message),
+        Err(PlatformError::Unknown(message)) => Outcome::Unknown { error: message },
+    }
+}
+
+/// Publishes with the user's token; when the platform refuses a token Herald thought valid,
+/// refreshes it once (unless another process already did) and sends again. A second refusal marks
+/// the connection expired; a refresh that fails is the attempt's outcome.
+async fn publish_refreshing_once(
+    app: &App,
+    client: &dyn PlatformClient,
+    connection_id: i64,
+    token: tokens::AccessToken,
+    account: &Account,
+    content: &PostContent,
+) -> Result<Result<Published, PlatformError>, TokenError> {
+    let result = client.publish(&token.token, account, content).await;
+    let Err(PlatformError::Unauthorized(_)) = &result else { return Ok(result) };
+    let fresh = tokens::access_token(app, connection_id, true, Some(&token.connection.access_token)).await?;
+    let result = client.publish(&fresh.token, account, content).await;
+    if let Err(PlatformError::Unauthorized(message)) = &result {
+        let reason = format!("{} refused the token: {message}; reconnect the account", client.id());
+        mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
+    }
+    Ok(result)
+}
+
+async fn mark_connection(app: &App, connection_id: i64, status: ConnectionStatus, reason: &str) {
+    if let Err(error) = connections::mark(&app.db, connection_id, status, reason).await {
+        tracing::error!(connection.id = connection_id, error = %error, "could not mark the connection {status}");
+    }
+}
+
+fn token_failure(app: &App, post: &post::Model, error: TokenError) -> Outcome {
+    match error {
+        TokenError::NotConnected(message) => Outcome::Failed { kind: ErrorKind::NotConnected, error: message },
+        TokenError::Transient(message) => retry_or_fail(app, post, ErrorKind::Transient, message),
+        TokenError::Database(error) => {
+            retry_or_fail(app, post, ErrorKind::Transient, format!("database error: {error}"))
+        }
+    }
+}
+
+/// Another attempt with exponential backoff and jitter, or a final failure once the attempts
+/// (`PUBLISH_MAX_ATTEMPTS`) are used up.
+fn retry_or_fail(app: &App, post: &post::Model, kind: ErrorKind, error: String) -> Outcome {
+    let attempts_made = u32::try_from(post.retry_count).unwrap_or(0) + 1;
+    let settings = &app.settings.worker;
+    if attempts_made >= settings.max_attempts {
+        return Outcome::Failed { kind, error: format!("{error} (gave up after {attempts_made} attempts)") };
+    }
+    Outcome::Retrying { kind, error, next_attempt_at: Utc::now() + backoff(settings.retry_base, attempts_made) }
+}
+
+/// `base * 2^(attempt-1)`, plus up to half of that again as jitter, capped at one hour.
+fn backoff(base: StdDuration, attempt: u32) -> Duration {
+    let base_ms = base.as_millis().min(u128::from(u32::MAX)) as i64;
+    let delay = base_ms.saturating_mul(1i64 << attempt.saturating_sub(1).min(20)).min(3_600_000);
+    let jitter = if delay > 1 { rand::rng().random_range(0..=delay / 2) } else { 0 };
+    Duration::milliseconds(delay + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        for attempt in 1..=4 {
+            let delay = backoff(StdDuration::from_secs(30), attempt).num_milliseconds();
+            let floor = 30_000 * (1 << (attempt - 1));
+            assert!(delay >= floor && delay <= floor + floor / 2, "attempt {attempt}: {delay}");
+        }
+        assert!(backoff(StdDuration::from_secs(30), 30).num_milliseconds() <= 5_400_000);
+    }
+}
