@@ -35,20 +35,21 @@ impl MigrationTrait for Migration {
             manager.alter_table(Table::alter().table(P::Table).add_column(column).to_owned()).await?;
         }
         // Rows written by the previous release: waiting posts become due at their time; a post
-        // left `publishing` is looked at once (its claim is as old as its last update).
+        // left `publishing` is looked at once (its claim is as old as its last update), as one
+        // that may have been sent, since that release did not say.
         let db = manager.get_connection();
         db.execute_unprepared(
             "UPDATE scheduled_posts SET due_at = CASE \
                WHEN status = 'pending' THEN scheduled_time \
                WHEN status = 'retrying' THEN COALESCE(next_attempt_at, scheduled_time) \
                WHEN status = 'publishing' THEN updated_at END, \
-             claimed_at = CASE WHEN status = 'publishing' THEN updated_at END",
+             claimed_at = CASE WHEN status = 'publishing' THEN updated_at END, \
+             publish_phase = CASE WHEN status = 'publishing' THEN 'sending' END",
         )
         .await?;
         // The dispatcher's scan: only rows that still need a worker are in the index. The same
         // statement works on PostgreSQL and SQLite (sea-query has no partial-index builder).
-        db.execute_unprepared("CREATE INDEX ix_posts_due ON scheduled_posts (due_at) WHERE due_at IS NOT NULL")
-            .await?;
+        db.execute_unprepared("CREATE INDEX ix_posts_due ON scheduled_posts (due_at) WHERE due_at IS NOT NULL").await?;
         Ok(())
     }
 

@@ -74,8 +74,7 @@ pub struct Round {
 /// One round of a worker's dispatcher: under the dispatch lease, push what is due and remove
 /// finished jobs from the queue.
 pub async fn run_round(app: &App) -> Result<Round, Error> {
-    let Some(lease) = app.locks.try_lock("dispatch", LEASE_TTL).await.map_err(QueueError::new)?
-    else {
+    let Some(lease) = app.locks.try_lock("dispatch", LEASE_TTL).await.map_err(QueueError::new)? else {
         return Ok(Round::default());
     };
     let result = async {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use chrono::{DateTime, Utc};
@@ -110,15 +110,22 @@ return #ids
 ";
 
 impl JobQueue {
-    /// Pushes one publish job per `(post id, due time)`, each due at its time.
+    /// Pushes one publish job per `(post id, due time)`, each due at its time. Jobs due in the
+    /// same second run in the order given: both backends order them by job id, and the ids are
+    /// monotonic ULIDs (apalis's own are random within a millisecond).
     pub async fn push(&self, jobs: &[(String, DateTime<Utc>)]) -> Result<(), QueueError> {
-        let tasks = || {
-            futures::stream::iter(
-                jobs.iter()
-                    .map(|(id, at)| TaskBuilder::new(PublishPost::new(id)).run_at_timestamp(due_second(*at)).build())
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let mut ids = ulid::Generator::new();
+        let tasks: Vec<_> = jobs
+            .iter()
+            .map(|(post_id, at)| {
+                let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
+                TaskBuilder::new(PublishPost::new(post_id))
+                    .task_id(TaskId::from_string(id.to_string()))
+                    .run_at_timestamp(due_second(*at))
+                    .build()
+            })
+            .collect();
+        let tasks = || futures::stream::iter(tasks.clone());
         let push = async {
             match self {
                 JobQueue::Redis { storage, .. } => storage.clone().push_all(tasks()).await.map_err(QueueError::new),

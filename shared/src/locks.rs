@@ -82,7 +82,9 @@ impl RefreshLocks {
     /// Takes the lock `name` for at most `ttl` if nobody holds it; `None` when somebody does.
     pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<LockGuard>, LockError> {
         match self {
-            RefreshLocks::Local(map) => Ok(Self::local_mutex(map, name.to_owned()).try_lock_owned().ok().map(LockGuard::Local)),
+            RefreshLocks::Local(map) => {
+                Ok(Self::local_mutex(map, name.to_owned()).try_lock_owned().ok().map(LockGuard::Local))
+            }
             RefreshLocks::Redis { conn, prefix } => {
                 let key = format!("{prefix}:lock:{name}");
                 let mut bytes = [0u8; 16];

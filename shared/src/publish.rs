@@ -25,7 +25,7 @@ use crate::{
         entities::post,
         posts::{self, Outcome},
     },
-    domain::{ConnectionStatus, ErrorKind, PostContent, PostStatus},
+    domain::{ConnectionStatus, ErrorKind, PostContent, PostStatus, PublishPhase},
     platforms::{Account, PlatformClient, PlatformError, Published},
     tokens::{self, TokenError},
 };
@@ -73,7 +73,11 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
             }
         }
     };
-    let outcome = attempt(app, &post).await;
+    let Some(outcome) = attempt(app, &post, &claim_token).await? else {
+        app.metrics.lost_claims.inc();
+        tracing::error!(platform = %post.platform, "post not sent: this attempt no longer holds it (its claim went stale)");
+        return Ok(());
+    };
     observe(app, &post, &outcome);
     if !posts::record(&app.db, &post.id, &claim_token, outcome.clone()).await? {
         app.metrics.lost_claims.inc();
@@ -88,16 +92,23 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
 
 /// A job for a post that is `publishing`. While its claim is recent, another attempt may still be
 /// sending: the job is dropped (the row is due again when the claim goes stale, and the
-/// dispatcher pushes a job then). A stale claim becomes `unknown` (the platform may have the
-/// post), never a second send.
+/// dispatcher pushes a job then). A stale claim whose attempt never started sending goes back to
+/// waiting and is sent; one that may have reached the platform becomes `unknown`, never a second
+/// send.
 async fn resolve_stale(app: &App, post: &post::Model, stale_after: Duration) -> Result<(), DbErr> {
     let claimed_at = post.claimed_at.unwrap_or(post.updated_at);
-    if Utc::now() < claimed_at + stale_after {
+    let now = Utc::now();
+    if now < claimed_at + stale_after {
         tracing::info!("post is being published by another attempt; job dropped");
         return Ok(());
     }
+    let token = post.claim_token.as_deref();
+    if posts::release_unsent(&app.db, &post.id, token, now).await? {
+        tracing::warn!(platform = %post.platform, "post orphaned before it was sent; back to waiting");
+        return Ok(());
+    }
     let error = "the worker publishing this post stopped before recording the outcome; check the platform before publishing it again";
-    if posts::mark_orphaned(&app.db, &post.id, post.claim_token.as_deref(), error).await? {
+    if posts::mark_orphaned(&app.db, &post.id, token, error).await? {
         app.metrics.job(post.platform.as_str(), "unknown");
         tracing::error!(platform = %post.platform, "post orphaned while publishing; marked unknown, not re-sent");
     }
@@ -127,8 +138,9 @@ fn observe(app: &App, post: &post::Model, outcome: &Outcome) {
 }
 
 /// One attempt at the claimed row: a usable token, the platform call, the classified result.
-async fn attempt(app: &App, post: &post::Model) -> Outcome {
-    let failed = |kind: ErrorKind, error: String| Outcome::Failed { kind, error };
+/// `None` when the attempt lost its claim before it sent anything.
+async fn attempt(app: &App, post: &post::Model, claim_token: &str) -> Result<Option<Outcome>, DbErr> {
+    let failed = |kind: ErrorKind, error: String| Ok(Some(Outcome::Failed { kind, error }));
     let platform = post.platform;
     let Some(connection_id) = post.social_connection_id else {
         return failed(ErrorKind::NotConnected, format!("the {platform} account is not connected"));
@@ -141,7 +153,7 @@ async fn attempt(app: &App, post: &post::Model) -> Outcome {
 
     let token = match tokens::access_token(app, connection_id, false, None).await {
         Ok(token) => token,
-        Err(error) => return token_failure(app, post, error),
+        Err(error) => return Ok(Some(token_failure(app, post, error))),
     };
     let connection = &token.connection;
     let account = Account {
@@ -149,33 +161,39 @@ async fn attempt(app: &App, post: &post::Model) -> Outcome {
         page_id: connection.page_id.clone(),
         username: connection.platform_username.clone(),
     };
-    let result = if client.needs_page() {
-        // A Page is published to with its own token, which no refresh of the user's token renews:
-        // a refused Page token means the user must connect again.
-        let Some(cipher) = &connection.page_access_token else {
-            return failed(ErrorKind::NotConnected, format!("choose which {platform} Page to publish to"));
-        };
-        let page_token = match app.cipher.decrypt(cipher) {
-            Ok(page_token) => page_token,
+    // A Page is published to with its own token, which no refresh of the user's token renews.
+    let page_token = match (client.needs_page(), &connection.page_access_token) {
+        (false, _) => None,
+        (true, None) => return failed(ErrorKind::NotConnected, format!("choose which {platform} Page to publish to")),
+        (true, Some(cipher)) => match app.cipher.decrypt(cipher) {
+            Ok(page_token) => Some(page_token),
             Err(error) => return failed(ErrorKind::NotConnected, error.to_string()),
-        };
-        let result = client.publish(&page_token, &account, &content).await;
-        if let Err(PlatformError::Unauthorized(message)) = &result {
-            let reason = format!("{platform} refused the Page token: {message}; reconnect the account");
-            mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
+        },
+    };
+    // The point of no return: the row says so before the platform is called, so a crash from
+    // here on leaves the post `unknown` rather than sends it twice.
+    if !posts::save_phase(&app.db, &post.id, claim_token, PublishPhase::Sending).await? {
+        return Ok(None);
+    }
+    let result = match page_token {
+        Some(page_token) => {
+            let result = client.publish(&page_token, &account, &content).await;
+            if let Err(PlatformError::Unauthorized(message)) = &result {
+                let reason = format!("{platform} refused the Page token: {message}; reconnect the account");
+                mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
+            }
+            result
         }
-        result
-    } else {
-        match publish_refreshing_once(app, client.as_ref(), connection_id, token, &account, &content).await {
+        None => match publish_refreshing_once(app, client.as_ref(), connection_id, &token, &account, &content).await {
             Ok(result) => result,
-            Err(error) => return token_failure(app, post, error),
-        }
+            Err(error) => return Ok(Some(token_failure(app, post, error))),
+        },
     };
     if let Err(PlatformError::Revoked(message)) = &result {
         let reason = format!("{platform} access was revoked: {message}; reconnect the account");
         mark_connection(app, connection_id, ConnectionStatus::Revoked, &reason).await;
     }
-    match result {
+    let outcome = match result {
         Ok(published) => Outcome::Posted { platform_post_id: published.platform_post_id, published_at: Utc::now() },
         Err(PlatformError::RateLimited { message, retry_at }) => Outcome::Retrying {
             kind: ErrorKind::RateLimited,
@@ -186,11 +204,12 @@ async fn attempt(app: &App, post: &post::Model) -> Outcome {
         },
         Err(PlatformError::Transient(message)) => retry_or_fail(app, post, ErrorKind::Transient, message),
         Err(PlatformError::Unauthorized(message) | PlatformError::Revoked(message)) => {
-            failed(ErrorKind::Unauthorized, message)
+            Outcome::Failed { kind: ErrorKind::Unauthorized, error: message }
         }
-        Err(PlatformError::Rejected(message)) => failed(ErrorKind::Rejected, message),
+        Err(PlatformError::Rejected(message)) => Outcome::Failed { kind: ErrorKind::Rejected, error: message },
         Err(PlatformError::Unknown(message)) => Outcome::Unknown { error: message },
-    }
+    };
+    Ok(Some(outcome))
 }
 
 /// Publishes with the user's token; when the platform refuses a token Herald thought valid,
@@ -200,7 +219,7 @@ async fn publish_refreshing_once(
     app: &App,
     client: &dyn PlatformClient,
     connection_id: i64,
-    token: tokens::AccessToken,
+    token: &tokens::AccessToken,
     account: &Account,
     content: &PostContent,
 ) -> Result<Result<Published, PlatformError>, TokenError> {

@@ -59,6 +59,10 @@ struct State {
     spent_refresh_tokens: Vec<String>,
     issued: Vec<String>,
     tweets: Vec<(String, String)>,
+    /// The texts in `tweets`, for X's duplicate check at herd sizes.
+    texts: std::collections::HashSet<String>,
+    /// How long every `POST /2/tweets` takes to answer.
+    tweet_delay: Duration,
     scripted: VecDeque<Scripted>,
     scripted_tokens: VecDeque<(u16, String, String, Duration)>,
     deny_next_consent: bool,
@@ -156,6 +160,17 @@ impl FakeX {
         self.state.lock().expect("fake state").tweets.clone()
     }
 
+    /// Every text `POST /2/tweets` received (created or refused), with how many times: the check
+    /// that nothing was sent twice.
+    pub fn texts_received(&self) -> HashMap<String, usize> {
+        let mut texts = HashMap::new();
+        for request in crate::Fake::requests_to(self, "/2/tweets") {
+            let body: serde_json::Value = serde_json::from_str(&request.body).expect("tweet body");
+            *texts.entry(body["text"].as_str().expect("text").to_owned()).or_insert(0) += 1;
+        }
+        texts
+    }
+
     /// Moves the fake's clock forward (codes and tokens age).
     pub fn advance(&self, by: chrono::Duration) {
         self.state.lock().expect("fake state").clock_offset += by;
@@ -199,6 +214,11 @@ impl FakeX {
     pub fn token_is_live(&self, token: &str) -> bool {
         let state = self.state.lock().expect("fake state");
         state.access_tokens.contains_key(token) || state.refresh_tokens.contains_key(token)
+    }
+
+    /// Makes every later `POST /2/tweets` take `delay` to answer (a slow X keeps posts in flight).
+    pub fn set_tweet_delay(&self, delay: Duration) {
+        self.state.lock().expect("fake state").tweet_delay = delay;
     }
 
     /// Queues a scripted answer for the next `POST /2/tweets`.
@@ -383,13 +403,14 @@ fn users_me(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
 
 #[handler]
 async fn tweets(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> Response {
-    let scripted = {
+    let (scripted, delay) = {
         let mut state = state.lock().expect("fake state");
         if !bearer_valid(req, &state) {
             return unauthorized();
         }
-        state.scripted.pop_front()
+        (state.scripted.pop_front(), state.tweet_delay)
     };
+    tokio::time::sleep(delay).await;
     if let Some(scripted) = scripted {
         tokio::time::sleep(scripted.delay).await;
         let mut response = json(scripted.status, scripted.body);
@@ -417,7 +438,7 @@ async fn tweets(req: &Request, body: Body, state: Data<&Arc<Mutex<State>>>) -> R
         );
     };
     let mut state = state.lock().expect("fake state");
-    if state.tweets.iter().any(|(_, t)| *t == text) {
+    if !state.texts.insert(text.clone()) {
         return json(
             403,
             serde_json::json!({"detail": "You are not allowed to create a Tweet with duplicate content.", "type": "about:blank", "title": "Forbidden", "status": 403}),

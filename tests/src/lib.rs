@@ -7,6 +7,7 @@ pub mod fake_instagram;
 pub mod fake_linkedin;
 pub mod fake_tiktok;
 pub mod fake_x;
+mod rows;
 
 use std::{
     collections::HashMap,
@@ -203,6 +204,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The settings the app runs with.
     pub settings: Settings,
+    /// The environment those settings were read from (for worker processes started by a test).
+    pub env: HashMap<String, String>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     cleanup: Cleanup,
@@ -244,6 +247,16 @@ impl TestApp {
 
     /// Starts Herald in `mode`, letting the test adjust the environment first.
     pub async fn spawn_with(mode: Mode, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        Self::start(mode, adjust, true).await
+    }
+
+    /// Starts the production api alone, with no worker: the test starts workers itself (in this
+    /// process with [`TestApp::spawn_worker`], or as real processes from [`TestApp::env`]).
+    pub async fn spawn_api_only(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        Self::start(Mode::Production, adjust, false).await
+    }
+
+    async fn start(mode: Mode, adjust: impl FnOnce(&mut HashMap<String, String>), with_worker: bool) -> Self {
         capture_logs();
         let x = fake_x::FakeX::start().await;
         let linkedin = fake_linkedin::FakeLinkedin::start().await;
@@ -285,8 +298,10 @@ impl TestApp {
             Mode::Production => {
                 // `api migrate`, then the api and a worker as separate apps, as in production.
                 let migrated = App::start(settings.clone(), Schema::Migrate).await.expect("migrate");
-                let worker_app = App::start(settings.clone(), Schema::RequireCurrent).await.expect("worker app");
-                tasks.push(tokio::spawn(worker::run(worker_app, stopped(stop.clone()))));
+                if with_worker {
+                    let worker_app = App::start(settings.clone(), Schema::RequireCurrent).await.expect("worker app");
+                    tasks.push(tokio::spawn(worker::run(worker_app, stopped(stop.clone()))));
+                }
                 migrated.db.clone()
             }
             Mode::Embedded => {
@@ -302,8 +317,21 @@ impl TestApp {
             api::run(api_settings, listener, api_stop).await.expect("api runs");
         }));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let app =
-            Self { base_url, http, x, linkedin, tiktok, facebook, instagram, db, settings, shutdown, tasks, cleanup };
+        let app = Self {
+            base_url,
+            http,
+            x,
+            linkedin,
+            tiktok,
+            facebook,
+            instagram,
+            db,
+            settings,
+            env,
+            shutdown,
+            tasks,
+            cleanup,
+        };
         wait_until(Duration::from_secs(20), "the api to answer /readyz", || async {
             let response = app.http.get(app.url("/readyz")).send().await.ok()?;
             response.status().is_success().then_some(())

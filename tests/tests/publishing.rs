@@ -215,20 +215,31 @@ async fn a_post_orphaned_while_publishing_becomes_unknown_and_is_not_resent() {
     })
     .await;
     app.connect_x("alice").await;
-    // A worker claimed this post and died before recording anything: the row says `publishing`,
-    // claimed just now, and its job comes back.
-    let id = schedule(&app, "alice", "claimed by a dead worker", Utc::now() + chrono::Duration::seconds(2)).await;
-    exec(
-        &app,
-        &format!(
-            "UPDATE scheduled_posts SET status = 'publishing', updated_at = '{}' WHERE id = '{id}'",
-            Utc::now().to_rfc3339()
-        ),
-    )
-    .await;
-    let post = app.wait_for_post("alice", &id, &["unknown", "posted", "failed"], Duration::from_secs(20)).await;
+    // Two posts claimed by a worker that then died: one after it began sending (its row says
+    // `sending`), one before. Both claims are fresh, so the dispatcher looks again once they are
+    // stale.
+    let sent =
+        schedule(&app, "alice", "claimed and sent by a dead worker", Utc::now() + chrono::Duration::hours(1)).await;
+    let unsent = schedule(&app, "alice", "claimed by a dead worker", Utc::now() + chrono::Duration::hours(1)).await;
+    let now = Utc::now();
+    let stale_at = (now + chrono::Duration::seconds(2)).to_rfc3339();
+    for (id, phase) in [(&sent, "'sending'"), (&unsent, "NULL")] {
+        exec(
+            &app,
+            &format!(
+                "UPDATE scheduled_posts SET status = 'publishing', claim_token = 'dead-{id}', claimed_at = '{}', \
+                 due_at = '{stale_at}', publish_phase = {phase} WHERE id = '{id}'",
+                now.to_rfc3339()
+            ),
+        )
+        .await;
+    }
+    let post = app.wait_for_post("alice", &sent, &["unknown", "posted", "failed"], Duration::from_secs(20)).await;
     assert_eq!(post["status"], "unknown", "{post}");
     assert!(post["posting_error"].as_str().expect("error").contains("check the platform"));
-    assert!(app.x.tweets().is_empty(), "never sent again");
+    // The one that never reached X is sent, once.
+    let post = app.wait_for_post("alice", &unsent, &["unknown", "posted", "failed"], Duration::from_secs(20)).await;
+    assert_eq!(post["status"], "posted", "{post}");
+    assert_eq!(app.x.tweets().iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["claimed by a dead worker"]);
     app.stop().await;
 }

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::entities::post::{ActiveModel, Column, Entity, Model};
-use crate::domain::{ErrorKind, PostStatus};
+use crate::domain::{ErrorKind, PostStatus, PublishPhase};
 
 /// The statuses of a post that waits for its time.
 pub const WAITING: [PostStatus; 2] = [PostStatus::Pending, PostStatus::Retrying];
@@ -71,17 +71,39 @@ pub struct Due {
     pub id: String,
     /// When it is due.
     pub due_at: DateTime<Utc>,
+    /// Its owner.
+    pub user_id: String,
+}
+
+/// Orders due posts round-robin by user: every user's earliest post first (earliest of those
+/// first), then every user's second, and so on. `UPDATE ... RETURNING` gives rows in no
+/// particular order, so the order the statement chose them in is restored here.
+fn round_robin(mut rows: Vec<Due>) -> Vec<Due> {
+    rows.sort_by(|a, b| (&a.user_id, a.due_at, &a.id).cmp(&(&b.user_id, b.due_at, &b.id)));
+    let mut keyed: Vec<(usize, Due)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let turn = match keyed.last() {
+            Some((turn, previous)) if previous.user_id == row.user_id => turn + 1,
+            _ => 0,
+        };
+        keyed.push((turn, row));
+    }
+    keyed.sort_by(|(ta, a), (tb, b)| (ta, a.due_at, &a.id).cmp(&(tb, b.due_at, &b.id)));
+    keyed.into_iter().map(|(_, row)| row).collect()
 }
 
 /// Takes up to `limit` rows that need a job (`due_at <= horizon`, no job pushed since
-/// `redispatch_before`), stamps them `dispatched_at = now` and returns them. The rows are taken
-/// round-robin across users (each user's first due post, then each user's second, ...), so one
-/// user's backlog never holds back another user's post. `only` restricts the choice to some ids
-/// (the api dispatching what it has just scheduled).
+/// `redispatch_before`), stamps them `dispatched_at = now` and returns them. The rows are weighed
+/// by user: a user's n-th due post counts n plus the posts of that user already in the queue or
+/// being published, and the lightest go first. So each round takes every user's next post in turn,
+/// and across rounds a user whose backlog fills the queue waits behind one who has nothing in it:
+/// one user's 50,000 posts never hold back another user's single post. `only` restricts the
+/// choice to some ids (the api dispatching what it has just scheduled).
 ///
 /// Several dispatchers may run this at once: the outer `WHERE` repeats the conditions, and the
 /// database re-checks them on the locked row, so each row is stamped (and pushed) by one of them.
-/// One statement, the same text on PostgreSQL and SQLite (both take `$n` parameters).
+/// One statement, the same text on PostgreSQL and SQLite (both take `$n` parameters). The rows
+/// come back in the order they were chosen in.
 pub async fn stamp_due(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
@@ -100,18 +122,25 @@ pub async fn stamp_due(
             format!(" AND id IN ({})", placeholders.join(", "))
         }
     };
-    let wanted = format!("due_at IS NOT NULL AND due_at <= $2 AND (dispatched_at IS NULL OR dispatched_at < $3){only_ids}");
+    let wanted =
+        format!("due_at IS NOT NULL AND due_at <= $2 AND (dispatched_at IS NULL OR dispatched_at < $3){only_ids}");
     let sql = format!(
         "UPDATE scheduled_posts SET dispatched_at = $1 \
          WHERE id IN ( \
-           SELECT id FROM ( \
-             SELECT id, due_at, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY due_at, id) AS turn \
+           SELECT due.id FROM ( \
+             SELECT id, user_id, due_at, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY due_at, id) AS turn \
              FROM scheduled_posts WHERE {wanted} \
-           ) AS due ORDER BY turn, due_at, id LIMIT $4 \
+           ) AS due LEFT JOIN ( \
+             SELECT user_id, COUNT(*) AS busy FROM scheduled_posts \
+             WHERE due_at IS NOT NULL AND (status = 'publishing' OR dispatched_at >= $3) GROUP BY user_id \
+           ) AS queued ON queued.user_id = due.user_id \
+           ORDER BY due.turn + COALESCE(queued.busy, 0), due.due_at, due.id LIMIT $4 \
          ) AND {wanted} \
-         RETURNING id, due_at"
+         RETURNING id, due_at, user_id"
     );
-    Due::find_by_statement(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).all(db).await
+    let rows =
+        Due::find_by_statement(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).all(db).await?;
+    Ok(round_robin(rows))
 }
 
 /// Hands rows back to the dispatcher (their jobs could not be pushed).
@@ -152,6 +181,25 @@ pub async fn claim(
     Ok(rows.pop())
 }
 
+/// Saves the step an attempt is about to take (DESIGN §12), if the attempt still holds the post.
+/// Returns false when it does not: the step must not be taken.
+pub async fn save_phase(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: &str,
+    phase: PublishPhase,
+) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::PublishPhase, Expr::value(phase))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::ClaimToken.eq(claim_token))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// What a publish attempt ended in.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -180,7 +228,12 @@ impl Outcome {
 /// Records the outcome of the attempt holding `claim_token`. Returns false when the row was not
 /// changed: the attempt no longer holds the post (a stale claim was resolved elsewhere); the
 /// caller logs and counts that.
-pub async fn record(db: &DatabaseConnection, post_id: &str, claim_token: &str, outcome: Outcome) -> Result<bool, DbErr> {
+pub async fn record(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: &str,
+    outcome: Outcome,
+) -> Result<bool, DbErr> {
     let mut update = Entity::update_many()
         .col_expr(Column::Status, Expr::value(outcome.status()))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
@@ -201,6 +254,7 @@ pub async fn record(db: &DatabaseConnection, post_id: &str, claim_token: &str, o
             .col_expr(Column::PostingError, Expr::value(error))
             .col_expr(Column::NextAttemptAt, Expr::value(millis(next_attempt_at)))
             .col_expr(Column::DueAt, Expr::value(millis(next_attempt_at)))
+            .col_expr(Column::PublishPhase, Expr::value(Option::<PublishPhase>::None))
             .col_expr(Column::RetryCount, Expr::col(Column::RetryCount).add(1)),
         Outcome::Failed { kind, error } => update
             .col_expr(Column::ErrorKind, Expr::value(kind))
@@ -266,6 +320,37 @@ pub async fn mark_orphaned(
     Ok(result.rows_affected == 1)
 }
 
+/// Puts a post whose attempt went stale before it started sending (no saved `sending` phase)
+/// back to waiting, due now: nothing can have reached the platform, so it is safe to send. The
+/// status it had before the claim comes back (`retrying` once an attempt has failed).
+pub async fn release_unsent(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let held_by = match claim_token {
+        Some(token) => Column::ClaimToken.eq(token),
+        None => Column::ClaimToken.is_null(),
+    };
+    let status = Expr::case(Column::RetryCount.gt(0), Expr::value(PostStatus::Retrying))
+        .finally(Expr::value(PostStatus::Pending));
+    let result = Entity::update_many()
+        .col_expr(Column::Status, status.into())
+        .col_expr(Column::DueAt, Expr::value(millis(now)))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
+        .col_expr(Column::ClaimedAt, Expr::value(NO_TIME))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::PublishPhase.is_null())
+        .filter(held_by)
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// Cancels a post of the user that is still waiting (`pending`/`retrying`); false otherwise.
 pub async fn cancel(db: &DatabaseConnection, user_id: &str, post_id: &str) -> Result<bool, DbErr> {
     let result = Entity::update_many()
@@ -323,4 +408,31 @@ pub async fn count_by_status(
         query = query.filter(Column::CampaignId.eq(campaign_id));
     }
     query.into_tuple::<(PostStatus, i64)>().all(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(user: &str, id: &str, second: i64) -> Due {
+        Due {
+            id: id.into(),
+            user_id: user.into(),
+            due_at: DateTime::from_timestamp(1_900_000_000 + second, 0).expect("time"),
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_each_users_next_post_in_turn() {
+        let rows = vec![
+            due("herd", "h3", 0),
+            due("herd", "h1", 0),
+            due("loner", "z", 0),
+            due("herd", "h2", 0),
+            due("early", "e1", -5),
+            due("early", "e2", -4),
+        ];
+        let order: Vec<String> = round_robin(rows).into_iter().map(|d| d.id).collect();
+        assert_eq!(order, ["e1", "h1", "z", "e2", "h2", "h3"]);
+    }
 }

@@ -164,8 +164,7 @@ mod tests {
 
     #[test]
     fn commentary_escapes_little_format_markup() {
-        let content =
-            PostContent::parse(Platform::Linkedin, "Hi (all) #1 @you", &["rust_lang".into()]).expect("valid");
+        let content = PostContent::parse(Platform::Linkedin, "Hi (all) #1 @you", &["rust_lang".into()]).expect("valid");
         assert_eq!(commentary(&content), "Hi \\(all\\) \\#1 \\@you\n\n{hashtag|\\#|rust\\_lang}");
     }
 }

@@ -244,9 +244,7 @@ impl Platforms {
                 }
                 Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(app)),
                 Platform::Facebook => Arc::new(facebook::FacebookClient::new(app, &settings.graph_api_version)),
-                Platform::Instagram => {
-                    Arc::new(instagram::InstagramClient::new(app, &settings.graph_api_version))
-                }
+                Platform::Instagram => Arc::new(instagram::InstagramClient::new(app, &settings.graph_api_version)),
             };
             clients.insert(platform, client);
         }
