@@ -80,10 +80,12 @@ impl App {
                     apalis_redis::connect(redis_url.expose()).await.map_err(|e| StartError::Redis(e.to_string()))?;
                 // A worker that dies is declared orphaned after `heartbeat * missed` and its jobs
                 // are re-enqueued by the others: 30 s instead of apalis's default 300 s.
+                // No pub/sub events: nothing subscribes, and they cost Redis a PUBLISH per job.
                 let config = apalis_redis::Config::default()
                     .queue(publish_queue_name(queue_prefix))
                     .heartbeat_interval(std::time::Duration::from_secs(5))
-                    .missed_heartbeats(6);
+                    .missed_heartbeats(6)
+                    .emit_events(false);
                 let name = publish_queue_name(queue_prefix);
                 let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
                 let locks = RefreshLocks::Redis { conn: conn.clone(), prefix: queue_prefix.clone() };

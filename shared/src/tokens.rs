@@ -33,6 +33,19 @@ pub struct AccessToken {
     pub connection: Model,
 }
 
+/// The token of a connection row already read, when it can be used as it is (the connection is
+/// active and its token outside the platform's refresh margin): no read and no lock. `None` when
+/// [`access_token`] must decide.
+pub fn without_refresh(app: &App, row: &Model) -> Option<AccessToken> {
+    let client = app.platforms.get(row.platform)?;
+    check_usable(row).ok()?;
+    let expiring = row.token_expires_at.is_some_and(|at| at <= Utc::now() + client.refresh_margin());
+    if expiring {
+        return None;
+    }
+    decrypted(app, row.clone()).ok()
+}
+
 /// Returns a usable access token for a connection, refreshing it when it expires within the
 /// platform's margin, or unconditionally with `force` (after the platform refused it). `seen` is
 /// the access-token ciphertext the caller already tried, so a forced refresh that another

@@ -158,6 +158,12 @@ pub fn captured_logs() -> String {
     LOGS.get().map(|b| String::from_utf8_lossy(&b.lock().expect("log buffer")).into_owned()).unwrap_or_default()
 }
 
+/// The captured lines that mention `id` (a post id, a connection id): the log of one test's own
+/// work, since the buffer holds every test of the process.
+pub fn log_lines_with(id: &str) -> Vec<String> {
+    captured_logs().lines().filter(|line| line.contains(id)).map(str::to_owned).collect()
+}
+
 /// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
 pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
@@ -441,6 +447,26 @@ impl TestApp {
             statuses.contains(&post["status"].as_str()?).then_some(post)
         })
         .await
+    }
+
+    /// Returns once the worker is past `at`: a LinkedIn post of a user of its own
+    /// (`sentinel`), scheduled 2 s after `at` (or after now, if later), has been published. Jobs
+    /// are dispatched and run in the order they are due, so a negative check made after this
+    /// ("X received nothing") comes after any wrong send due at `at` would have happened.
+    pub async fn wait_past(&self, at: chrono::DateTime<chrono::Utc>) {
+        const USER: &str = "sentinel";
+        let (_, connections) = self.get(USER, "/api/v1/auth/social/connections").await;
+        if connections["connections"].as_array().is_none_or(|list| list.is_empty()) {
+            self.connect(USER, "linkedin").await;
+        }
+        let due = at.max(chrono::Utc::now()) + chrono::Duration::seconds(2);
+        let body = serde_json::json!({"campaign_id": "sentinel", "platforms": ["linkedin"],
+            "content": format!("sentinel {}", due.timestamp_millis()), "scheduled_time": due.to_rfc3339()});
+        let (status, answer) = self.post(USER, "/api/v1/posts/schedule", &body).await;
+        assert_eq!(status, 201, "sentinel: {answer}");
+        let id = answer["posts"][0]["id"].as_str().expect("sentinel id");
+        let post = self.wait_for_post(USER, id, &["posted", "failed", "unknown"], Duration::from_secs(30)).await;
+        assert_eq!(post["status"], "posted", "sentinel: {post}");
     }
 
     /// Stops the api and worker and removes the test's database and queue keys.

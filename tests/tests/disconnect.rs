@@ -1,8 +1,6 @@
 //! Disconnecting a platform: revocation at the platform, tokens deleted even when revocation
 //! fails, waiting posts failed as `not_connected`, and isolation between users.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
@@ -21,7 +19,9 @@ async fn disconnect_revokes_deletes_and_fails_waiting_posts() {
     let app = TestApp::spawn(Mode::Production).await;
     app.connect_x("alice").await;
     app.connect_x("bob").await;
-    let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    // Due in seconds: the disconnect must stop a post whose job is already queued.
+    let at = Utc::now() + chrono::Duration::seconds(4);
+    let later = at.to_rfc3339();
     let (status, body) = app
         .post(
             "alice",
@@ -67,7 +67,7 @@ async fn disconnect_revokes_deletes_and_fails_waiting_posts() {
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_platform")));
     let response = app.http.delete(app.url("/api/v1/auth/social/disconnect/twitter")).send().await.expect("DELETE");
     assert_eq!(response.status().as_u16(), 401);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_past(at).await;
     assert!(app.x.tweets().is_empty());
     app.stop().await;
 }

@@ -74,26 +74,33 @@ async fn a_worker_killed_mid_herd_sends_nothing_twice_and_leaves_nothing_waiting
     // resolved as unknown, never resent.
     let texts = app.x.texts_received();
     assert!(texts.values().all(|n| *n == 1), "a post was sent twice: {texts:?}");
-    // Unknown posts are exactly the ones that were on the wire when the process died: at most one
-    // per concurrent job, each past its point of no return, each received by X.
-    // The kill came within a poll (50 ms) of X receiving a request it answers after 300 ms, so at
-    // least that one was on the wire.
+    // Unknown posts are the ones the dead process held past their point of no return: at most
+    // one per concurrent job, each with its `sending` phase saved. X may or may not have received
+    // each (that is why it is unknown). The kill came within a poll (50 ms) of X receiving a
+    // request it answers after 300 ms, so at least that one was on the wire.
     assert!((1..=CONCURRENCY as i64).contains(&unknown), "{unknown} unknown posts, concurrency {CONCURRENCY}");
-    let unknown_rows = app
+    let rows = app
         .db
         .query_all_raw(Statement::from_string(
             app.db.get_database_backend(),
-            "SELECT post_content, publish_phase FROM scheduled_posts WHERE status = 'unknown'",
+            "SELECT post_content, status, publish_phase FROM scheduled_posts",
         ))
         .await
-        .expect("unknown rows");
-    for row in &unknown_rows {
+        .expect("post rows");
+    let mut seen_unknown = 0;
+    for row in &rows {
         let content: String = row.try_get("", "post_content").expect("content");
+        let status: String = row.try_get("", "status").expect("status");
         let phase: Option<String> = row.try_get("", "publish_phase").expect("phase");
-        assert_eq!(phase.as_deref(), Some("sending"), "{content}");
-        assert_eq!(texts.get(&content), Some(&1), "{content} is unknown but X never saw it");
+        if status == "unknown" {
+            assert_eq!(phase.as_deref(), Some("sending"), "{content}");
+            seen_unknown += usize::from(texts.contains_key(&content));
+        } else {
+            assert_eq!(texts.get(&content), Some(&1), "{content} is {status}");
+        }
     }
-    // Posted ones were received once each.
-    assert_eq!(texts.len() as i64, posted + unknown_rows.len() as i64);
+    assert!(seen_unknown >= 1, "no unknown post had reached X");
+    // Nothing else reached X.
+    assert_eq!(texts.len(), posted as usize + seen_unknown);
     app.stop().await;
 }

@@ -128,6 +128,19 @@ pub async fn find_by_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<Mo
     Entity::find_by_id(id).one(db).await
 }
 
+/// The connection a post publishes through, read by the post's id (one statement; the worker's
+/// read before it claims the post).
+pub async fn of_post<C: ConnectionTrait>(db: &C, post_id: &str) -> Result<Option<Model>, DbErr> {
+    use super::entities::post;
+    use sea_orm::sea_query::Query;
+    let connection_of_post = Query::select()
+        .column(post::Column::SocialConnectionId)
+        .from(post::Entity)
+        .and_where(post::Column::Id.eq(post_id))
+        .to_owned();
+    Entity::find().filter(Column::Id.in_subquery(connection_of_post)).one(db).await
+}
+
 /// All connections of a user.
 pub async fn list_for_user(db: &DatabaseConnection, user_id: &str) -> Result<Vec<Model>, DbErr> {
     Entity::find().filter(Column::UserId.eq(user_id)).order_by_asc(Column::Platform).all(db).await

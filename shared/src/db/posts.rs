@@ -158,16 +158,20 @@ pub async fn unstamp(db: &DatabaseConnection, ids: &[String], stamped_at: DateTi
 /// the attempt's `claim_token`. The claim is the read: the attempt publishes the row returned
 /// here, so an edit or a reschedule that committed first always wins. `None` when the post is not
 /// due, not waiting, or another attempt claimed it first. While `publishing`, the row is due
-/// again at `stale_at`, when a dispatcher looks at it in case its worker died.
+/// again at `stale_at`, when a dispatcher looks at it in case its worker died. `phase` is the step
+/// the attempt starts at: `Some(Sending)` when nothing lies between the claim and the platform
+/// call, so the claim also saves the point of no return.
 pub async fn claim(
     db: &DatabaseConnection,
     post_id: &str,
     claim_token: &str,
     now: DateTime<Utc>,
     stale_at: DateTime<Utc>,
+    phase: Option<PublishPhase>,
 ) -> Result<Option<Model>, DbErr> {
     let mut rows = Entity::update_many()
         .col_expr(Column::Status, Expr::value(PostStatus::Publishing))
+        .col_expr(Column::PublishPhase, Expr::value(phase))
         .col_expr(Column::ClaimToken, Expr::value(claim_token))
         .col_expr(Column::ClaimedAt, Expr::value(now))
         .col_expr(Column::DueAt, Expr::value(millis(stale_at)))
