@@ -58,6 +58,8 @@ pub struct App {
     pub locks: RefreshLocks,
     /// Metrics.
     pub metrics: Metrics,
+    /// Writes the `posted` outcomes of this process's publish attempts in batches.
+    pub posted: crate::publish::PostedWriter,
 }
 
 /// How strict start-up is about the schema.
@@ -113,6 +115,7 @@ impl App {
             queue,
             locks,
             metrics: Metrics::default(),
+            posted: crate::publish::PostedWriter::default(),
             settings,
         }))
     }

@@ -285,7 +285,7 @@ impl Settings {
             log_format,
             worker: WorkerSettings {
                 poll_interval: Duration::from_millis(parse_or(&env, "WORKER_POLL_INTERVAL_MS", 500u64)?),
-                concurrency: parse_or(&env, "WORKER_CONCURRENCY", 16usize)?.max(1),
+                concurrency: parse_or(&env, "WORKER_CONCURRENCY", 32usize)?.max(1),
                 max_attempts: parse_or(&env, "PUBLISH_MAX_ATTEMPTS", 3u32)?.max(1),
                 retry_base: Duration::from_secs(parse_or(&env, "PUBLISH_RETRY_BASE_SECS", 30u64)?),
                 stale_after: Duration::from_secs(parse_or(&env, "PUBLISH_STALE_AFTER_SECS", 300u64)?.max(1)),

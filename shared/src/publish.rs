@@ -33,6 +33,59 @@ use crate::{
     tokens::{self, TokenError},
 };
 
+/// `posted` outcomes written in one statement at most.
+const MAX_POSTED_BATCH: usize = 64;
+
+/// Writes `posted` outcomes in batches (DESIGN §11 allows batched results; the herd benchmark
+/// needs them): one task per process takes every outcome waiting when it is free and writes them
+/// with one statement ([`posts::record_posted`]). No timer: an outcome that finds the writer idle
+/// is written at once, and outcomes that arrive while a statement runs share the next one. The
+/// attempt waits for its own row's answer, so a lost claim is still logged and counted by it.
+#[derive(Debug, Default)]
+pub struct PostedWriter {
+    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PendingPosted>>,
+}
+
+type PendingPosted = (posts::PostedRecord, tokio::sync::oneshot::Sender<Result<bool, String>>);
+
+impl PostedWriter {
+    /// Writes one outcome with whatever others are waiting; whether its row changed.
+    async fn record(&self, db: &sea_orm::DatabaseConnection, record: posts::PostedRecord) -> Result<bool, DbErr> {
+        let queue = self.queue.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_posted(db.clone(), receiver));
+            sender
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if queue.send((record.clone(), reply)).is_err() {
+            // The writer's runtime is gone (a test's app outlived it): write this one alone.
+            return Ok(!posts::record_posted(db, &[record]).await?.is_empty());
+        }
+        match answer.await {
+            Ok(result) => result.map_err(DbErr::Custom),
+            Err(_) => Ok(!posts::record_posted(db, &[record]).await?.is_empty()),
+        }
+    }
+}
+
+async fn write_posted(
+    db: sea_orm::DatabaseConnection,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<PendingPosted>,
+) {
+    let mut batch: Vec<PendingPosted> = Vec::with_capacity(MAX_POSTED_BATCH);
+    while receiver.recv_many(&mut batch, MAX_POSTED_BATCH).await > 0 {
+        let records: Vec<posts::PostedRecord> = batch.iter().map(|(record, _)| record.clone()).collect();
+        let result = posts::record_posted(&db, &records).await;
+        for (record, reply) in batch.drain(..) {
+            let answer = match &result {
+                Ok(changed) => Ok(changed.contains(&record.post_id)),
+                Err(error) => Err(error.to_string()),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
 /// A job that became due this close to its post's time waits for it instead of being dropped
 /// (the queue keeps whole seconds, and hosts' clocks drift a little).
 const MAX_EARLY_WAIT: StdDuration = StdDuration::from_secs(5);
@@ -85,7 +138,19 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
         return Ok(());
     };
     observe(app, &post, &outcome);
-    if !posts::record(&app.db, &post.id, &claim_token, outcome.clone()).await? {
+    let recorded = match &outcome {
+        Outcome::Posted { platform_post_id, published_at } => {
+            let record = posts::PostedRecord {
+                post_id: post.id.clone(),
+                claim_token: claim_token.clone(),
+                platform_post_id: platform_post_id.clone(),
+                published_at: *published_at,
+            };
+            app.posted.record(&app.db, record).await?
+        }
+        _ => posts::record(&app.db, &post.id, &claim_token, outcome.clone()).await?,
+    };
+    if !recorded {
         app.metrics.lost_claims.inc();
         tracing::error!(
             platform = %post.platform,

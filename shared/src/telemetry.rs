@@ -22,7 +22,11 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        // Colours only on a terminal: a log file or collector gets plain text.
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            registry.with(fmt::layer().with_ansi(ansi)).try_init()
+        }
     };
     // A second init (tests start several apps in one process) keeps the first subscriber.
     drop(result);

@@ -274,6 +274,51 @@ pub async fn record(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
+/// A `posted` outcome waiting to be written with others ([`record_posted`]).
+#[derive(Debug, Clone)]
+pub struct PostedRecord {
+    /// The post.
+    pub post_id: String,
+    /// The claim token of the attempt that published it.
+    pub claim_token: String,
+    /// The platform's id for the new post.
+    pub platform_post_id: String,
+    /// When the platform took it.
+    pub published_at: DateTime<Utc>,
+}
+
+/// Records several `posted` outcomes in one statement, each conditional on its attempt's claim
+/// token exactly like [`record`]; returns the ids it changed (a missing id lost its claim). One
+/// `UPDATE ... FROM (VALUES ...)`, the same text on PostgreSQL and SQLite (both name a `VALUES`
+/// list's columns `column1`, `column2`, ...).
+pub async fn record_posted(db: &DatabaseConnection, records: &[PostedRecord]) -> Result<Vec<String>, DbErr> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<Value> = vec![Utc::now().into()];
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let n = values.len();
+        rows.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+        values.push(record.post_id.clone().into());
+        values.push(record.claim_token.clone().into());
+        values.push(record.platform_post_id.clone().into());
+        values.push(record.published_at.into());
+    }
+    let sql = format!(
+        "UPDATE scheduled_posts SET status = 'posted', platform_post_id = v.column3, published_at = v.column4, \
+         posting_error = NULL, error_kind = NULL, next_attempt_at = NULL, due_at = NULL, dispatched_at = NULL, \
+         updated_at = $1 \
+         FROM (VALUES {}) AS v \
+         WHERE scheduled_posts.id = v.column1 AND scheduled_posts.claim_token = v.column2 \
+           AND scheduled_posts.status = 'publishing' \
+         RETURNING id",
+        rows.join(", ")
+    );
+    let changed = db.query_all_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await?;
+    changed.iter().map(|row| row.try_get::<String>("", "id")).collect()
+}
+
 /// Fails the posts of a connection that are still waiting (`pending`/`retrying`) with a
 /// `not_connected` error; returns how many.
 pub async fn fail_waiting_for_connection<C: ConnectionTrait>(
