@@ -58,7 +58,7 @@ impl PostedWriter {
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
         if queue.send((record.clone(), reply)).is_err() {
-            // The writer's runtime is gone (a test's app outlived it): write this one alone.
+            // The writer task is gone (its runtime shut down): write this one alone.
             return Ok(!posts::record_posted(db, &[record]).await?.is_empty());
         }
         match answer.await {

@@ -243,3 +243,37 @@ async fn a_post_orphaned_while_publishing_becomes_unknown_and_is_not_resent() {
     assert_eq!(app.x.tweets().iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["claimed by a dead worker"]);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_whose_claim_was_taken_meanwhile_is_not_written_and_is_counted() {
+    // Embedded: the in-process worker shares the api's metrics.
+    let app = TestApp::spawn(Mode::Embedded).await;
+    app.connect_x("alice").await;
+    app.x.set_tweet_delay(Duration::from_millis(1500));
+    let post_id = schedule(&app, "alice", "claimed away", Utc::now() + chrono::Duration::seconds(1)).await;
+    tests::wait_until(Duration::from_secs(20), "X to receive the tweet", || async {
+        (app.x.requests_to("/2/tweets").len() == 1).then_some(())
+    })
+    .await;
+    // While the attempt waits for X, another attempt takes the post over (as a stale-claim
+    // resolution would): the first attempt's outcome must not overwrite it.
+    app.exec(&format!("UPDATE scheduled_posts SET claim_token = 'someone-else' WHERE id = '{post_id}'")).await;
+    tests::wait_until(Duration::from_secs(20), "the lost write to be logged", || async {
+        tests::log_lines_with(&post_id).iter().any(|line| line.contains("publish outcome not recorded")).then_some(())
+    })
+    .await;
+    let rows = app
+        .db
+        .query_all_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            format!("SELECT status, claim_token FROM scheduled_posts WHERE id = '{post_id}'"),
+        ))
+        .await
+        .expect("row");
+    let status: String = rows[0].try_get("", "status").expect("status");
+    let token: String = rows[0].try_get("", "claim_token").expect("token");
+    assert_eq!((status.as_str(), token.as_str()), ("publishing", "someone-else"));
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("herald_lost_claims_total 1"), "{metrics}");
+    app.stop().await;
+}
