@@ -14,6 +14,7 @@ pub mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod layout;
 pub mod locks;
 pub mod platforms;
 pub mod telemetry;

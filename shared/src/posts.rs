@@ -9,7 +9,8 @@ use crate::{
     App, Error,
     db::{connections, entities::post, posts},
     dispatch,
-    domain::{ConnectionStatus, Platform, PostContent, PostStatus, ValidationError},
+    domain::{ConnectionStatus, Platform, PostContent, PostStatus, ValidationError, max_length},
+    layout::{Layout, SchedulingOptions},
 };
 
 /// How far in the past a `scheduled_time` may be (clock skew, slow clients); it then runs now.
@@ -17,21 +18,58 @@ const PAST_GRACE_SECONDS: i64 = 60;
 /// How far ahead a post may be scheduled.
 const MAX_AHEAD_DAYS: i64 = 366;
 
-/// A scheduling request, as received.
-#[derive(Debug, Clone)]
-pub struct ScheduleRequest {
-    /// The campaign the posts belong to.
-    pub campaign_id: String,
-    /// Platform names.
-    pub platforms: Vec<String>,
+/// One post of a scheduling request, as received: the same text to one or more platforms.
+#[derive(Debug, Clone, Default)]
+pub struct PostDraft {
     /// The text.
     pub content: String,
+    /// Platform names.
+    pub platforms: Vec<String>,
+    /// RFC 3339 time with an offset; laid out by the request's options when absent.
+    pub scheduled_time: Option<String>,
     /// Hashtags, with or without `#`.
     pub hashtags: Vec<String>,
     /// Media URLs.
     pub media_urls: Vec<String>,
-    /// RFC 3339 time with an offset.
-    pub scheduled_time: String,
+}
+
+/// A scheduling request, as received (DESIGN §13).
+#[derive(Debug, Clone)]
+pub struct ScheduleRequest {
+    /// The campaign the posts belong to.
+    pub campaign_id: String,
+    /// The posts, 1 to [`MAX_POSTS_PER_REQUEST`].
+    pub posts: Vec<PostDraft>,
+    /// How to lay out posts without a time of their own.
+    pub scheduling_options: Option<SchedulingOptions>,
+}
+
+/// Posts one request may carry.
+pub const MAX_POSTS_PER_REQUEST: usize = 1_000;
+
+/// What the dry run says of one post on one platform.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Index of the post in the request.
+    pub index: usize,
+    /// The platform, when the name was one.
+    pub platform: Option<Platform>,
+    /// The length as the platform counts it, when the text could be counted.
+    pub length: Option<usize>,
+    /// The platform's limit.
+    pub limit: Option<usize>,
+    /// When it would be published, when it could be worked out.
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// What would refuse it (field `posts[3].content (twitter)`), if anything.
+    pub error: Option<ValidationError>,
+}
+
+/// A post checked for one platform, ready to store.
+struct Planned {
+    index: usize,
+    platform: Platform,
+    content: PostContent,
+    scheduled_time: DateTime<Utc>,
 }
 
 /// Checks a campaign id: 1–128 characters of letters, digits, `-`, `_`, `.` and `:`.
@@ -56,63 +94,151 @@ pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, Vali
     })
 }
 
-/// Validates and stores one post per platform, then enqueues each.
+/// Checks every post of a request for every platform it names, without the database: the
+/// campaign, the times (given or laid out), the content per platform. `Err` for what concerns
+/// the whole request; per post and platform otherwise.
+fn plan(request: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<Result<Planned, Check>>, ValidationError> {
+    parse_campaign_id(request.campaign_id.trim())?;
+    if request.posts.is_empty() || request.posts.len() > MAX_POSTS_PER_REQUEST {
+        return Err(ValidationError::new("posts", format!("send 1 to {MAX_POSTS_PER_REQUEST} posts")));
+    }
+    let layout = request.scheduling_options.as_ref().map(Layout::parse).transpose()?;
+    let unscheduled = request.posts.iter().filter(|p| p.scheduled_time.is_none()).count();
+    let mut laid_out = layout.map(|l| l.times(unscheduled, now)).unwrap_or_default().into_iter();
+    let mut planned = Vec::new();
+    for (index, draft) in request.posts.iter().enumerate() {
+        let refused = |platform: Option<Platform>, error: ValidationError| Check {
+            index,
+            platform,
+            length: None,
+            limit: None,
+            scheduled_time: None,
+            error: Some(error.in_post(index, platform)),
+        };
+        let time = match &draft.scheduled_time {
+            Some(text) => parse_time("scheduled_time", text).and_then(|at| check_time(at, now)),
+            None => laid_out.next().ok_or_else(|| {
+                ValidationError::new("scheduled_time", "is required when the request has no scheduling_options")
+            }),
+        };
+        let time = match time {
+            Ok(time) => time,
+            Err(error) => {
+                planned.push(Err(refused(None, error)));
+                continue;
+            }
+        };
+        if !draft.media_urls.is_empty() {
+            let error = ValidationError::new("media_urls", "media publishing is not available yet; send text posts");
+            planned.push(Err(refused(None, error)));
+            continue;
+        }
+        let mut platforms: Vec<Platform> = Vec::new();
+        for name in &draft.platforms {
+            match Platform::parse(name) {
+                Some(platform) if !platforms.contains(&platform) => platforms.push(platform),
+                Some(_) => {}
+                None => planned
+                    .push(Err(refused(None, ValidationError::new("platforms", format!("`{name}` is not a platform"))))),
+            }
+        }
+        if draft.platforms.is_empty() {
+            planned.push(Err(refused(None, ValidationError::new("platforms", "name at least one platform"))));
+        }
+        for platform in platforms {
+            if matches!(platform, Platform::Instagram | Platform::Tiktok) {
+                let error = ValidationError::new(
+                    "media_urls",
+                    format!("{platform} posts need an image or a video, and media publishing is not available yet"),
+                );
+                planned.push(Err(refused(Some(platform), error)));
+                continue;
+            }
+            match PostContent::parse(platform, &draft.content, &draft.hashtags) {
+                Ok(content) => planned.push(Ok(Planned { index, platform, content, scheduled_time: time })),
+                Err(error) => {
+                    let mut check = refused(Some(platform), error);
+                    check.length = Some(
+                        PostContent::from_stored(
+                            draft.content.trim().to_owned(),
+                            draft.hashtags.iter().map(|t| t.trim().trim_start_matches('#').to_owned()).collect(),
+                        )
+                        .length(platform),
+                    );
+                    check.limit = Some(max_length(platform));
+                    check.scheduled_time = Some(time);
+                    planned.push(Err(check));
+                }
+            }
+        }
+    }
+    Ok(planned)
+}
+
+/// A given time must be ahead (within a grace for clock skew) and within a year.
+fn check_time(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ValidationError> {
+    if at < now - Duration::seconds(PAST_GRACE_SECONDS) {
+        return Err(ValidationError::new("scheduled_time", "is in the past"));
+    }
+    if at > now + Duration::days(MAX_AHEAD_DAYS) {
+        return Err(ValidationError::new("scheduled_time", "is more than a year ahead"));
+    }
+    Ok(at)
+}
+
+/// The dry run of [`schedule`]: what each post would be on each platform, nothing stored and no
+/// connection required. `Err` only for what concerns the whole request.
+pub fn validate(request: &ScheduleRequest) -> Result<Vec<Check>, Error> {
+    let planned = plan(request, Utc::now())?;
+    Ok(planned
+        .into_iter()
+        .map(|planned| match planned {
+            Ok(p) => Check {
+                index: p.index,
+                platform: Some(p.platform),
+                length: Some(p.content.length(p.platform)),
+                limit: Some(max_length(p.platform)),
+                scheduled_time: Some(p.scheduled_time),
+                error: None,
+            },
+            Err(check) => check,
+        })
+        .collect())
+}
+
+/// Validates every post of the request for every platform it names, and stores one row per post
+/// and platform in one transaction, all sharing one group id; or refuses the whole request with
+/// the first problem, naming the post, the platform and the field. Posts due within the
+/// lookahead are pushed into the queue at once.
 pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Result<Vec<post::Model>, Error> {
     let campaign_id = parse_campaign_id(request.campaign_id.trim())?;
     let now = Utc::now();
-    let scheduled_time = parse_time("scheduled_time", &request.scheduled_time)?;
-    if scheduled_time < now - Duration::seconds(PAST_GRACE_SECONDS) {
-        return Err(ValidationError::new("scheduled_time", "is in the past").into());
-    }
-    if scheduled_time > now + Duration::days(MAX_AHEAD_DAYS) {
-        return Err(ValidationError::new("scheduled_time", "is more than a year ahead").into());
-    }
-    if !request.media_urls.is_empty() {
-        return Err(ValidationError::new("media_urls", "media publishing is not available yet; send text posts").into());
-    }
-    let mut platforms: Vec<Platform> = Vec::new();
-    for name in &request.platforms {
-        let platform = Platform::parse(name)
-            .ok_or_else(|| ValidationError::new("platforms", format!("`{name}` is not a platform")))?;
-        if !platforms.contains(&platform) {
-            platforms.push(platform);
+    let mut planned = Vec::new();
+    for result in plan(&request, now)? {
+        match result {
+            Ok(p) => planned.push(p),
+            Err(Check { error: Some(error), .. }) => return Err(error.into()),
+            Err(Check { error: None, .. }) => {}
         }
-    }
-    if platforms.is_empty() {
-        return Err(ValidationError::new("platforms", "name at least one platform").into());
     }
     let group_id = uuid::Uuid::new_v4().to_string();
-    let mut rows = Vec::with_capacity(platforms.len());
-    for platform in platforms {
-        let content = PostContent::parse(platform, &request.content, &request.hashtags)?;
-        let connection = connections::find(&app.db, user_id, platform)
-            .await?
-            .filter(|c| c.connection_status == ConnectionStatus::Active);
-        if matches!(platform, Platform::Instagram | Platform::Tiktok) {
-            return Err(ValidationError::new(
-                "media_urls",
-                format!("{platform} posts need an image or a video, and media publishing is not available yet"),
-            )
-            .into());
-        }
-        let Some(connection) = connection else {
-            return Err(Error::Conflict {
-                code: "not_connected",
-                message: format!("connect a {platform} account before scheduling posts to it"),
-            });
+    let mut rows = Vec::with_capacity(planned.len());
+    let mut accounts: Vec<(Platform, i64)> = Vec::new();
+    for Planned { index: _, platform, content, scheduled_time } in planned {
+        let connection_id = match accounts.iter().find(|(p, _)| *p == platform) {
+            Some((_, id)) => *id,
+            None => {
+                let id = usable_connection(app, user_id, platform).await?;
+                accounts.push((platform, id));
+                id
+            }
         };
-        if app.platforms.get(platform).is_some_and(|c| c.needs_page()) && connection.page_id.is_none() {
-            return Err(Error::Conflict {
-                code: "not_connected",
-                message: format!("choose which {platform} Page to publish to before scheduling posts to it"),
-            });
-        }
         rows.push(post::Model {
             id: uuid::Uuid::new_v4().to_string(),
             group_id: group_id.clone(),
             campaign_id: campaign_id.clone(),
             user_id: user_id.to_owned(),
-            social_connection_id: Some(connection.id),
+            social_connection_id: Some(connection_id),
             platform,
             post_content: content.text().to_owned(),
             media_urls: serde_json::json!([]),
@@ -141,6 +267,27 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
     let soon: Vec<String> = rows.iter().filter(|r| r.scheduled_time <= horizon).map(|r| r.id.clone()).collect();
     dispatch_soon(app, &soon).await;
     Ok(rows)
+}
+
+/// The id of the user's active connection to `platform`, ready to publish (a Page chosen where
+/// the platform posts to one); 409 `not_connected` otherwise.
+async fn usable_connection(app: &App, user_id: &str, platform: Platform) -> Result<i64, Error> {
+    let connection = connections::find(&app.db, user_id, platform)
+        .await?
+        .filter(|c| c.connection_status == ConnectionStatus::Active);
+    let Some(connection) = connection else {
+        return Err(Error::Conflict {
+            code: "not_connected",
+            message: format!("connect a {platform} account before scheduling posts to it"),
+        });
+    };
+    if app.platforms.get(platform).is_some_and(|c| c.needs_page()) && connection.page_id.is_none() {
+        return Err(Error::Conflict {
+            code: "not_connected",
+            message: format!("choose which {platform} Page to publish to before scheduling posts to it"),
+        });
+    }
+    Ok(connection.id)
 }
 
 /// Pushes posts that are due within the lookahead now, rather than at the dispatcher's next

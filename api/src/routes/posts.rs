@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    ApiResponse, Object, OpenApi, Union,
     param::{Header, Path, Query},
     payload::Json,
     types::{ParseFromJSON, ToJSON},
@@ -25,23 +25,195 @@ use crate::{auth::BearerAuth, error::ApiError};
 #[derive(Debug)]
 pub struct PostsApi;
 
-/// Schedule one post to one or more platforms.
-#[derive(Debug, Object)]
-pub struct ScheduleBody {
+/// A campaign's posts to schedule: the original frontend's request (DESIGN §13).
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CampaignSchedule {
     /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
     pub campaign_id: String,
-    /// Platform names; one post is created per platform.
-    pub platforms: Vec<String>,
+    /// 1 to 1,000 posts; each becomes one scheduled post per platform it names.
+    pub posts: Vec<PostDraft>,
+    /// How to lay out the posts that have no `scheduled_time`.
+    pub scheduling_options: Option<SchedulingOptions>,
+}
+
+/// One post of a campaign request: the same text to one or more platforms.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PostDraft {
     /// The text, counted per platform the way it counts (X: weighted, URLs as 23, limit 280).
     pub content: String,
+    /// Platform names: `linkedin`, `twitter` (or `x`), `facebook`, `instagram`, `tiktok`.
+    pub platforms: Vec<String>,
+    /// When to publish: RFC 3339 with an offset (`2030-01-01T09:00:00Z`); naive times are refused.
+    /// Without it, the post is laid out by `scheduling_options`.
+    pub scheduled_time: Option<String>,
     /// Hashtags, with or without `#`; appended to the text on a line of their own.
     #[oai(default)]
     pub hashtags: Vec<String>,
     /// Media URLs (not yet supported: must be empty).
     #[oai(default)]
     pub media_urls: Vec<String>,
-    /// When to publish: RFC 3339 with an offset (`2030-01-01T09:00:00Z`); naive times are refused.
+}
+
+/// How to lay out posts without a time of their own: the first at the next `start_time` in
+/// `timezone`, each next one `interval_hours` later. Whole days step the wall clock (a daily post
+/// stays at 09:00 across DST); other intervals step real time. A skipped wall time moves forward
+/// by the gap (02:30 → 03:30); a repeated one is the first of the two.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SchedulingOptions {
+    /// Hours between posts (more than 0, at most 2,208; fractions allowed).
+    pub interval_hours: f64,
+    /// Wall time of the first post, `HH:MM`.
+    pub start_time: String,
+    /// IANA time zone name, such as `Europe/Berlin`; UTC when absent.
+    pub timezone: Option<String>,
+}
+
+/// One post to one or more platforms (the flat shape; a campaign request with one post does
+/// the same).
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SingleSchedule {
+    /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
+    pub campaign_id: String,
+    /// Platform names; one post is created per platform.
+    pub platforms: Vec<String>,
+    /// The text.
+    pub content: String,
+    /// Hashtags, with or without `#`.
+    #[oai(default)]
+    pub hashtags: Vec<String>,
+    /// Media URLs (not yet supported: must be empty).
+    #[oai(default)]
+    pub media_urls: Vec<String>,
+    /// When to publish: RFC 3339 with an offset.
     pub scheduled_time: String,
+}
+
+/// The body of `schedule` and `validate`: a campaign request (`posts`), or one flat post.
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum ScheduleBody {
+    /// A campaign's posts.
+    Campaign(CampaignSchedule),
+    /// One post.
+    Single(SingleSchedule),
+}
+
+/// [`ScheduleBody`] as received: parsed by its `posts` member, so a refusal names the field that
+/// is wrong rather than "matches neither shape". The schema is the union's.
+#[derive(Debug, Clone)]
+pub struct ScheduleInput(ScheduleBody);
+
+impl poem_openapi::types::Type for ScheduleInput {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        ScheduleBody::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        ScheduleBody::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        ScheduleBody::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for ScheduleInput {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        let campaign = value.as_ref().and_then(|v| v.as_object()).is_some_and(|o| o.contains_key("posts"));
+        let body = if campaign {
+            ScheduleBody::Campaign(CampaignSchedule::parse_from_json(value).map_err(|e| e.propagate())?)
+        } else {
+            ScheduleBody::Single(SingleSchedule::parse_from_json(value).map_err(|e| e.propagate())?)
+        };
+        Ok(Self(body))
+    }
+}
+
+impl ToJSON for ScheduleInput {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.to_json()
+    }
+}
+
+impl ScheduleInput {
+    /// The request as the scheduling service takes it.
+    fn request(self) -> ScheduleRequest {
+        match self.0 {
+            ScheduleBody::Campaign(body) => ScheduleRequest {
+                campaign_id: body.campaign_id,
+                posts: body
+                    .posts
+                    .into_iter()
+                    .map(|p| posts::PostDraft {
+                        content: p.content,
+                        platforms: p.platforms,
+                        scheduled_time: p.scheduled_time,
+                        hashtags: p.hashtags,
+                        media_urls: p.media_urls,
+                    })
+                    .collect(),
+                scheduling_options: body.scheduling_options.map(|o| shared::layout::SchedulingOptions {
+                    interval_hours: o.interval_hours,
+                    start_time: o.start_time,
+                    timezone: o.timezone,
+                }),
+            },
+            ScheduleBody::Single(body) => ScheduleRequest {
+                campaign_id: body.campaign_id,
+                posts: vec![posts::PostDraft {
+                    content: body.content,
+                    platforms: body.platforms,
+                    scheduled_time: Some(body.scheduled_time),
+                    hashtags: body.hashtags,
+                    media_urls: body.media_urls,
+                }],
+                scheduling_options: None,
+            },
+        }
+    }
+}
+
+/// What a post would be on one platform.
+#[derive(Debug, Object)]
+pub struct PostCheck {
+    /// Index of the post in the request.
+    pub index: u32,
+    /// The platform, when the name was one.
+    pub platform: Option<String>,
+    /// Length as the platform counts it (X: weighted), hashtags included as they will be posted.
+    pub length: Option<u32>,
+    /// The platform's limit.
+    pub limit: Option<u32>,
+    /// When it would be published (laid out, where the post has no time).
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// Why it would be refused, naming the field (`posts[3].content (twitter): ...`).
+    pub error: Option<String>,
+}
+
+/// The dry run's answer.
+#[derive(Debug, Object)]
+pub struct Validation {
+    /// Whether `schedule` would accept the body as far as content and times go (connections are
+    /// checked when it is sent).
+    pub valid: bool,
+    /// One entry per post and platform.
+    pub checks: Vec<PostCheck>,
 }
 
 /// A scheduled post.
@@ -175,7 +347,7 @@ impl PostsApi {
         &self,
         app: Data<&Arc<App>>,
         auth: BearerAuth,
-        body: Json<ScheduleBody>,
+        body: Json<ScheduleInput>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> Result<ScheduleResponse, ApiError> {
         let reservation = match idempotency_key.0.as_deref() {
@@ -188,16 +360,7 @@ impl PostsApi {
                 }
             }
         };
-        let body = body.0;
-        let request = ScheduleRequest {
-            campaign_id: body.campaign_id,
-            platforms: body.platforms,
-            content: body.content,
-            hashtags: body.hashtags,
-            media_urls: body.media_urls,
-            scheduled_time: body.scheduled_time,
-        };
-        let rows = match posts::schedule(&app, &auth.0.id, request).await {
+        let rows = match posts::schedule(&app, &auth.0.id, body.0.request()).await {
             Ok(rows) => rows,
             Err(error) => {
                 if let Some(reservation) = reservation {
@@ -213,6 +376,28 @@ impl PostsApi {
             idempotency::finish(&app, reservation, 201, &stored).await?;
         }
         Ok(ScheduleResponse::Created(Json(scheduled), None))
+    }
+
+    /// Dry run of `schedule`: the same body, nothing stored. Answers, per post and platform, the
+    /// length as the platform counts it, its limit, the time it would go out and what would refuse
+    /// it, so a composer can show them as the user types. 422 only for what concerns the whole
+    /// request (the campaign id, the number of posts, the scheduling options).
+    #[oai(path = "/validate", method = "post")]
+    async fn validate(&self, _auth: BearerAuth, body: Json<ScheduleInput>) -> Result<Json<Validation>, ApiError> {
+        let checks = posts::validate(&body.0.request())?;
+        let number = |n: Option<usize>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let checks: Vec<PostCheck> = checks
+            .into_iter()
+            .map(|c| PostCheck {
+                index: u32::try_from(c.index).unwrap_or(u32::MAX),
+                platform: c.platform.map(|p| p.as_str().to_owned()),
+                length: number(c.length),
+                limit: number(c.limit),
+                scheduled_time: c.scheduled_time,
+                error: c.error.map(|e| e.to_string()),
+            })
+            .collect();
+        Ok(Json(Validation { valid: checks.iter().all(|c| c.error.is_none()), checks }))
     }
 
     /// The user's posts of a campaign.

@@ -8,16 +8,25 @@ use super::Platform;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ValidationError {
-    /// The offending field of the request.
-    pub field: &'static str,
+    /// The offending field of the request (`posts[3].content (twitter)` within a campaign).
+    pub field: std::borrow::Cow<'static, str>,
     /// A sentence a user can act on.
     pub message: String,
 }
 
 impl ValidationError {
     /// A new validation error.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+    pub fn new(field: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+
+    /// The same error located in post `index` of a request, for `platform` when it is about one.
+    pub fn in_post(self, index: usize, platform: Option<Platform>) -> Self {
+        let field = match platform {
+            Some(platform) => format!("posts[{index}].{} ({platform})", self.field),
+            None => format!("posts[{index}].{}", self.field),
+        };
+        Self { field: field.into(), message: self.message }
     }
 }
 
@@ -30,6 +39,8 @@ pub struct PostContent {
 
 /// Longest hashtag accepted, in characters.
 const MAX_HASHTAG_CHARS: usize = 100;
+/// Hashtags Instagram takes on one post (PLATFORMS.md §3).
+const MAX_INSTAGRAM_HASHTAGS: usize = 30;
 
 impl PostContent {
     /// Validates `text` and `hashtags` for `platform`. Hashtags may be given with or without `#`;
@@ -49,6 +60,12 @@ impl PostContent {
                 ));
             }
             tags.push(tag.to_owned());
+        }
+        if platform == Platform::Instagram && tags.len() > MAX_INSTAGRAM_HASHTAGS {
+            return Err(ValidationError::new(
+                "hashtags",
+                format!("instagram takes at most {MAX_INSTAGRAM_HASHTAGS} hashtags; this post has {}", tags.len()),
+            ));
         }
         let content = Self { text, hashtags: tags };
         if content.text.is_empty() && content.hashtags.is_empty() {

@@ -4,7 +4,7 @@
 
 mod content;
 
-pub use content::{PostContent, ValidationError};
+pub use content::{PostContent, ValidationError, max_length};
 
 use std::fmt;
 
