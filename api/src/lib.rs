@@ -14,7 +14,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server,
     http::StatusCode,
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
     listener::{Acceptor, TcpAcceptor},
 };
 use poem_openapi::OpenApiService;
@@ -56,9 +56,23 @@ pub fn endpoint(app: Arc<App>) -> impl Endpoint {
         .at("/openapi.yaml", spec)
         .nest("/", api)
         .around(limit_body)
+        .with(cors(&app.settings))
         .catch_all_error(error::json_error)
         .around(observe)
         .data(app)
+}
+
+/// CORS for the frontend's origins (`FRONTEND_ORIGIN`) and the API's own (the console): the
+/// bearer and `Idempotency-Key` headers allowed, `Idempotent-Replayed` readable, no cookies. A
+/// request from any other origin is refused with 403 (poem's `Cors`), in the one error shape.
+fn cors(settings: &Settings) -> poem::middleware::Cors {
+    let own = settings.backend_url.origin().ascii_serialization();
+    poem::middleware::Cors::new()
+        .allow_origins(settings.frontend_origins.iter().map(String::as_str).chain([own.as_str()]))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers(["authorization", "content-type", "idempotency-key"])
+        .expose_headers(["idempotent-replayed"])
+        .max_age(600)
 }
 
 /// Refuses bodies over [`MAX_BODY_BYTES`] with 413, whether the size is announced in

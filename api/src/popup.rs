@@ -61,9 +61,10 @@ pub fn render(settings: &Settings, platform: &str, result: Result<&Connected, (&
 <script>
 (function () {{
   var message = {message};
-  var origin = {origin};
+  var origins = {origins};
   if (window.opener && !window.opener.closed) {{
-    window.opener.postMessage(message, origin);
+    // Delivered only to an opener on one of these origins; the others drop it.
+    origins.forEach(function (origin) {{ window.opener.postMessage(message, origin); }});
     window.close();
   }} else {{
     window.location.replace({fallback});
@@ -75,7 +76,7 @@ pub fn render(settings: &Settings, platform: &str, result: Result<&Connected, (&
 "#,
         text = escape_html(&text),
         message = script_json(&message),
-        origin = script_json(&json!(settings.frontend_origin)),
+        origins = script_json(&json!(settings.frontend_origins)),
         fallback = script_json(&json!(fallback.as_str())),
     )
 }

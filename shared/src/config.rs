@@ -144,8 +144,11 @@ pub struct Settings {
     pub port: u16,
     /// Public base URL of the api; redirect URIs are built from it (`BACKEND_URL`).
     pub backend_url: Url,
-    /// The one origin the OAuth popup page posts its result to (`FRONTEND_ORIGIN`).
+    /// The first of `frontend_origins` (the default of `FRONTEND_URL`).
     pub frontend_origin: String,
+    /// The frontend's origins (`FRONTEND_ORIGIN`, comma-separated): the ones the OAuth popup page
+    /// posts its result to and the API answers CORS for.
+    pub frontend_origins: Vec<String>,
     /// Where the popup goes when it has no opener (`FRONTEND_URL`).
     pub frontend_url: Url,
     /// HS256 key of bearer tokens (`AUTH_JWT_SECRET`).
@@ -223,17 +226,28 @@ impl Settings {
             (Storage::External { .. }, None) => return Err(ConfigError::Missing("BACKEND_URL".into())),
         };
         let backend_origin = backend_url.origin().ascii_serialization();
-        let frontend_origin = match env.get("FRONTEND_ORIGIN") {
+        let frontend_origins = match env.get("FRONTEND_ORIGIN") {
             Some(v) => {
-                let url = parse_url("FRONTEND_ORIGIN", &v)?;
-                let origin = url.origin().ascii_serialization();
-                if origin == "null" || url.path() != "/" {
-                    return malformed("FRONTEND_ORIGIN", "must be an origin such as https://app.example.com");
+                let mut origins = Vec::new();
+                for item in v.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+                    let url = parse_url("FRONTEND_ORIGIN", item)?;
+                    let origin = url.origin().ascii_serialization();
+                    if origin == "null" || url.path() != "/" {
+                        return malformed(
+                            "FRONTEND_ORIGIN",
+                            "must be origins such as https://app.example.com, separated by commas",
+                        );
+                    }
+                    origins.push(origin);
                 }
-                origin
+                if origins.is_empty() {
+                    return malformed("FRONTEND_ORIGIN", "names no origin");
+                }
+                origins
             }
-            None => backend_origin,
+            None => vec![backend_origin],
         };
+        let frontend_origin = frontend_origins[0].clone();
         let frontend_url = match env.get("FRONTEND_URL") {
             Some(v) => parse_url("FRONTEND_URL", &v)?,
             None => parse_url("FRONTEND_URL", &format!("{frontend_origin}/"))?,
@@ -271,6 +285,7 @@ impl Settings {
             port,
             backend_url,
             frontend_origin,
+            frontend_origins,
             frontend_url,
             jwt_secret,
             jwt_issuer: env.get("AUTH_JWT_ISSUER"),
