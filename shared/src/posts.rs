@@ -334,6 +334,115 @@ pub async fn cancel(app: &App, user_id: &str, post_id: &str) -> Result<post::Mod
     get(app, user_id, post_id).await
 }
 
+/// What an edit changes; absent fields keep their value.
+#[derive(Debug, Clone, Default)]
+pub struct PostEdit {
+    /// New text.
+    pub content: Option<String>,
+    /// New hashtags, with or without `#`.
+    pub hashtags: Option<Vec<String>>,
+    /// New media URLs.
+    pub media_urls: Option<Vec<String>>,
+    /// New time, RFC 3339 with an offset.
+    pub scheduled_time: Option<String>,
+}
+
+/// Edits a waiting (`pending` or `retrying`) post: the result is validated as at scheduling,
+/// then written only if the post is still waiting and unchanged since it was read (a concurrent
+/// edit is retried on the new row). Against a worker claiming it, exactly one wins: a 200 means
+/// the post goes out with this content at this time, a 409 names the status it reached.
+pub async fn edit(app: &App, user_id: &str, post_id: &str, change: PostEdit) -> Result<post::Model, Error> {
+    if change.content.is_none()
+        && change.hashtags.is_none()
+        && change.media_urls.is_none()
+        && change.scheduled_time.is_none()
+    {
+        return Err(
+            ValidationError::new("body", "name at least one of content, hashtags, media_urls, scheduled_time").into()
+        );
+    }
+    if change.media_urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
+        return Err(ValidationError::new("media_urls", "media publishing is not available yet; send text posts").into());
+    }
+    let new_time = match &change.scheduled_time {
+        Some(text) => Some(check_time(parse_time("scheduled_time", text)?, Utc::now())?),
+        None => None,
+    };
+    for _ in 0..3 {
+        let row = get(app, user_id, post_id).await?;
+        if !matches!(row.status, PostStatus::Pending | PostStatus::Retrying) {
+            return Err(not_waiting(app, user_id, post_id, "edited").await);
+        }
+        let stored_tags: Vec<String> = serde_json::from_value(row.hashtags.clone()).unwrap_or_default();
+        let text = change.content.as_deref().unwrap_or(&row.post_content);
+        let hashtags = change.hashtags.as_ref().unwrap_or(&stored_tags);
+        let content = PostContent::parse(row.platform, text, hashtags)?;
+        let scheduled_time = new_time.unwrap_or(row.scheduled_time);
+        let update =
+            posts::Edit { content: content.text().to_owned(), hashtags: content.hashtags().to_vec(), scheduled_time };
+        if posts::edit(&app.db, user_id, post_id, row.updated_at, new_time.is_some(), update).await? {
+            tracing::info!(post.id = %post_id, moved = new_time.is_some(), "post edited");
+            if scheduled_time <= Utc::now() + app.settings.worker.dispatch.lookahead && new_time.is_some() {
+                dispatch_soon(app, &[post_id.to_owned()]).await;
+            }
+            return get(app, user_id, post_id).await;
+        }
+    }
+    Err(not_waiting(app, user_id, post_id, "edited").await)
+}
+
+/// What a retry asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RetryRequest {
+    /// When to try again, RFC 3339 with an offset; now when absent.
+    pub scheduled_time: Option<String>,
+    /// Required for an `unknown` post: the user checked that the platform does not have it.
+    pub confirm_not_published: bool,
+}
+
+/// Puts a `failed` post back to waiting, now or at a given time, with its attempts reset. An
+/// `unknown` post may already be live, so it goes back only with `confirm_not_published`.
+pub async fn retry(app: &App, user_id: &str, post_id: &str, request: RetryRequest) -> Result<post::Model, Error> {
+    let now = Utc::now();
+    let at = match &request.scheduled_time {
+        Some(text) => check_time(parse_time("scheduled_time", text)?, now)?.max(now),
+        None => now,
+    };
+    let row = get(app, user_id, post_id).await?;
+    match row.status {
+        PostStatus::Failed => {}
+        PostStatus::Unknown if request.confirm_not_published => {}
+        PostStatus::Unknown => {
+            return Err(Error::Conflict {
+                code: "confirmation_required",
+                message:
+                    "this post may already be on the platform; check, then retry with \"confirm_not_published\": true"
+                        .into(),
+            });
+        }
+        status => {
+            return Err(Error::Conflict {
+                code: "not_retryable",
+                message: format!("only failed or unknown posts can be retried; this one is {status}"),
+            });
+        }
+    }
+    // Through the account connected now (a reconnect after the failure made a new connection).
+    let connection_id = usable_connection(app, user_id, row.platform).await?;
+    if !posts::retry(&app.db, user_id, post_id, connection_id, at, request.confirm_not_published).await? {
+        let status = get(app, user_id, post_id).await?.status;
+        return Err(Error::Conflict {
+            code: "not_retryable",
+            message: format!("only failed or unknown posts can be retried; this one is {status}"),
+        });
+    }
+    tracing::info!(post.id = %post_id, "post retried");
+    if at <= Utc::now() + app.settings.worker.dispatch.lookahead {
+        dispatch_soon(app, &[post_id.to_owned()]).await;
+    }
+    get(app, user_id, post_id).await
+}
+
 /// Publishes a waiting post now instead of at its time. A job pushed for its old time finds it
 /// published, or not yet due, and drops itself.
 pub async fn publish_now(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {

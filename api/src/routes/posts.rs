@@ -189,6 +189,31 @@ impl ScheduleInput {
     }
 }
 
+/// Changes to a waiting post; absent fields keep their value.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PostEditBody {
+    /// New text, validated for the post's platform.
+    pub content: Option<String>,
+    /// New hashtags, with or without `#`.
+    pub hashtags: Option<Vec<String>>,
+    /// New media URLs (not yet supported: must be empty).
+    pub media_urls: Option<Vec<String>>,
+    /// New time, RFC 3339 with an offset.
+    pub scheduled_time: Option<String>,
+}
+
+/// How to retry a post.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RetryBody {
+    /// When to try again, RFC 3339 with an offset; now when absent.
+    pub scheduled_time: Option<String>,
+    /// Required to retry an `unknown` post: you checked the platform does not have it.
+    #[oai(default)]
+    pub confirm_not_published: bool,
+}
+
 /// What a post would be on one platform.
 #[derive(Debug, Object)]
 pub struct PostCheck {
@@ -398,6 +423,47 @@ impl PostsApi {
             })
             .collect();
         Ok(Json(Validation { valid: checks.iter().all(|c| c.error.is_none()), checks }))
+    }
+
+    /// Edit a waiting (`pending` or `retrying`) post: content, hashtags, media or time,
+    /// validated as at scheduling. Against a worker claiming it, exactly one wins: once this
+    /// answers 200, the post goes out with the new content at the new time; otherwise 409 with
+    /// the status it has.
+    #[oai(path = "/:post_id", method = "patch")]
+    async fn edit(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        post_id: Path<String>,
+        body: Json<PostEditBody>,
+    ) -> Result<Json<Post>, ApiError> {
+        let body = body.0;
+        let change = posts::PostEdit {
+            content: body.content,
+            hashtags: body.hashtags,
+            media_urls: body.media_urls,
+            scheduled_time: body.scheduled_time,
+        };
+        Ok(Json(posts::edit(&app, &auth.0.id, &post_id, change).await?.into()))
+    }
+
+    /// Retry a `failed` post, now or at `scheduled_time`. An `unknown` post may already be on
+    /// the platform: it is retried only with `{"confirm_not_published": true}` (409
+    /// `confirmation_required` otherwise). Any other status is 409 `not_retryable`.
+    #[oai(path = "/retry/:post_id", method = "post")]
+    async fn retry(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        post_id: Path<String>,
+        body: Json<Option<RetryBody>>,
+    ) -> Result<Json<Post>, ApiError> {
+        let body = body.0.unwrap_or_default();
+        let request = posts::RetryRequest {
+            scheduled_time: body.scheduled_time,
+            confirm_not_published: body.confirm_not_published,
+        };
+        Ok(Json(posts::retry(&app, &auth.0.id, &post_id, request).await?.into()))
     }
 
     /// The user's posts of a campaign.

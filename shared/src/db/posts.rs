@@ -440,6 +440,87 @@ pub async fn make_due(
     Ok(moved(PostStatus::Retrying, Column::NextAttemptAt).exec(db).await?.rows_affected == 1)
 }
 
+/// New content and time of a waiting post ([`edit`]).
+#[derive(Debug, Clone)]
+pub struct Edit {
+    /// The text.
+    pub content: String,
+    /// Hashtags without `#`.
+    pub hashtags: Vec<String>,
+    /// When it is to go out.
+    pub scheduled_time: DateTime<Utc>,
+}
+
+/// Changes a waiting post of the user, if it is still as read (`read_at` is the `updated_at` the
+/// edit was based on) and still waiting: one conditional `UPDATE`, so against a worker's claim
+/// exactly one of the two wins, and the claim, being the read, publishes the edit. A new time
+/// hands the post back to the dispatcher (`dispatched_at` cleared): a job pushed for the old time
+/// finds it not due and drops itself. False when the row changed or stopped waiting meanwhile.
+pub async fn edit(
+    db: &DatabaseConnection,
+    user_id: &str,
+    post_id: &str,
+    read_at: DateTime<Utc>,
+    moved: bool,
+    change: Edit,
+) -> Result<bool, DbErr> {
+    let due = millis(change.scheduled_time);
+    let mut update = Entity::update_many()
+        .col_expr(Column::PostContent, Expr::value(change.content))
+        .col_expr(Column::Hashtags, Expr::value(serde_json::Value::from(change.hashtags)))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::UpdatedAt.eq(read_at))
+        .filter(status_in(&WAITING));
+    if moved {
+        // Retrying posts move their next attempt; pending ones their time. Both are `due_at`.
+        let next_attempt =
+            Expr::case(Column::Status.eq(PostStatus::Retrying), Expr::value(due)).finally(Expr::value(NO_TIME));
+        update = update
+            .col_expr(Column::ScheduledTime, Expr::value(change.scheduled_time))
+            .col_expr(Column::NextAttemptAt, next_attempt.into())
+            .col_expr(Column::DueAt, Expr::value(due))
+            .col_expr(Column::DispatchedAt, Expr::value(NO_TIME));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Puts a `failed` (or, when `unknown_too`, an `unknown`) post of the user back to `pending`,
+/// due at `at` through `connection_id`, with its attempts and errors cleared. False when it is in
+/// another status.
+pub async fn retry(
+    db: &DatabaseConnection,
+    user_id: &str,
+    post_id: &str,
+    connection_id: i64,
+    at: DateTime<Utc>,
+    unknown_too: bool,
+) -> Result<bool, DbErr> {
+    let from: &[PostStatus] =
+        if unknown_too { &[PostStatus::Failed, PostStatus::Unknown] } else { &[PostStatus::Failed] };
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PostStatus::Pending))
+        .col_expr(Column::SocialConnectionId, Expr::value(connection_id))
+        .col_expr(Column::ScheduledTime, Expr::value(at))
+        .col_expr(Column::DueAt, Expr::value(millis(at)))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .col_expr(Column::RetryCount, Expr::value(0))
+        .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
+        .col_expr(Column::PostingError, Expr::value(Option::<String>::None))
+        .col_expr(Column::ErrorKind, Expr::value(Option::<ErrorKind>::None))
+        .col_expr(Column::PublishPhase, Expr::value(Option::<PublishPhase>::None))
+        .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
+        .col_expr(Column::ClaimedAt, Expr::value(NO_TIME))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::UserId.eq(user_id))
+        .filter(status_in(from))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// The user's posts counted by status, optionally within one campaign.
 pub async fn count_by_status(
     db: &DatabaseConnection,
