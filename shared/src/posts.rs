@@ -307,10 +307,98 @@ pub async fn get(app: &App, user_id: &str, post_id: &str) -> Result<post::Model,
     posts::find_for_user(&app.db, user_id, post_id).await?.ok_or(Error::NotFound("post"))
 }
 
-/// The user's posts of a campaign.
-pub async fn list_campaign(app: &App, user_id: &str, campaign_id: &str) -> Result<Vec<post::Model>, Error> {
-    let campaign_id = parse_campaign_id(campaign_id)?;
-    Ok(posts::list_for_campaign(&app.db, user_id, &campaign_id).await?)
+/// Posts per page by default, and at most.
+pub const DEFAULT_PAGE: u64 = 100;
+/// Most posts one page may hold.
+pub const MAX_PAGE: u64 = 500;
+
+/// A listing as asked for: filters as received, a page size and the cursor of the page before.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// One campaign, or all.
+    pub campaign_id: Option<String>,
+    /// Status names (any of them).
+    pub statuses: Vec<String>,
+    /// A platform name.
+    pub platform: Option<String>,
+    /// RFC 3339: posts scheduled at or after.
+    pub from: Option<String>,
+    /// RFC 3339: posts scheduled before.
+    pub to: Option<String>,
+    /// RFC 3339: posts changed at or after.
+    pub updated_since: Option<String>,
+    /// Posts per page (1 to [`MAX_PAGE`]).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the page before.
+    pub cursor: Option<String>,
+}
+
+/// One page of posts and the cursor of the next, if there is more.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The posts, by time.
+    pub posts: Vec<post::Model>,
+    /// Pass as `cursor` for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The user's posts matching the request, one page at a time, by `(scheduled_time, id)`.
+pub async fn list(app: &App, user_id: &str, request: ListRequest) -> Result<Page, Error> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let time = |field: &'static str, text: &Option<String>| text.as_deref().map(|t| parse_time(field, t)).transpose();
+    let mut statuses = Vec::new();
+    for name in &request.statuses {
+        for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let status = PostStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str() == name)
+                .ok_or_else(|| ValidationError::new("status", format!("`{name}` is not a post status")))?;
+            statuses.push(status);
+        }
+    }
+    let platform = match request.platform.as_deref() {
+        Some(name) => Some(
+            Platform::parse(name)
+                .ok_or_else(|| ValidationError::new("platform", format!("`{name}` is not a platform")))?,
+        ),
+        None => None,
+    };
+    let limit = request.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ValidationError::new("limit", format!("must be 1 to {MAX_PAGE}")).into());
+    }
+    let bad_cursor = || ValidationError::new("cursor", "is not a cursor this API gave");
+    let after = match &request.cursor {
+        None => None,
+        Some(cursor) => {
+            let bytes = engine.decode(cursor.as_bytes()).map_err(|_| bad_cursor())?;
+            let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+            let (nanos, id) = text.split_once('|').ok_or_else(bad_cursor)?;
+            let nanos: i64 = nanos.parse().map_err(|_| bad_cursor())?;
+            Some((DateTime::from_timestamp_nanos(nanos), id.to_owned()))
+        }
+    };
+    let filter = posts::ListFilter {
+        campaign_id: request.campaign_id.as_deref().map(parse_campaign_id).transpose()?,
+        statuses,
+        platform,
+        from: time("from", &request.from)?,
+        to: time("to", &request.to)?,
+        updated_since: time("updated_since", &request.updated_since)?,
+        after,
+    };
+    let mut rows = posts::list(&app.db, user_id, &filter, limit + 1).await?;
+    let next_cursor = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| {
+            let nanos = last.scheduled_time.timestamp_nanos_opt().unwrap_or_default();
+            engine.encode(format!("{nanos}|{}", last.id))
+        })
+    } else {
+        None
+    };
+    Ok(Page { posts: rows, next_cursor })
 }
 
 /// Why a post could not be changed: it does not exist for this user, or it is past waiting.

@@ -322,13 +322,50 @@ pub enum ScheduleResponse {
     Created(Json<Scheduled>, #[oai(header = "Idempotent-Replayed")] Option<String>),
 }
 
-/// The posts of a campaign.
+/// The posts of a campaign, one page.
 #[derive(Debug, Object)]
 pub struct CampaignPosts {
     /// The campaign.
     pub campaign_id: String,
-    /// Its posts, by scheduled time.
+    /// Its posts, by scheduled time (then id).
     pub posts: Vec<Post>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of the user's posts.
+#[derive(Debug, Object)]
+pub struct PostPage {
+    /// The posts, by scheduled time (then id).
+    pub posts: Vec<Post>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn request(self, campaign_id: Option<String>) -> posts::ListRequest {
+        posts::ListRequest {
+            campaign_id,
+            statuses: self.status.into_iter().collect(),
+            platform: self.platform,
+            from: self.from,
+            to: self.to,
+            updated_since: self.updated_since,
+            limit: self.limit,
+            cursor: self.cursor,
+        }
+    }
+}
+
+/// The query parameters every listing takes.
+struct ListQuery {
+    status: Option<String>,
+    platform: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    updated_since: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
 }
 
 /// The user's posts counted by status.
@@ -466,16 +503,70 @@ impl PostsApi {
         Ok(Json(posts::retry(&app, &auth.0.id, &post_id, request).await?.into()))
     }
 
-    /// The user's posts of a campaign.
+    /// The user's posts of a campaign, by scheduled time, a page at a time (filters as for
+    /// `GET /api/v1/posts`).
     #[oai(path = "/scheduled/:campaign_id", method = "get")]
+    #[allow(clippy::too_many_arguments)]
     async fn campaign(
         &self,
         app: Data<&Arc<App>>,
         auth: BearerAuth,
         campaign_id: Path<String>,
+        status: Query<Option<String>>,
+        platform: Query<Option<String>>,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        updated_since: Query<Option<String>>,
+        limit: Query<Option<u64>>,
+        cursor: Query<Option<String>>,
     ) -> Result<Json<CampaignPosts>, ApiError> {
-        let rows = posts::list_campaign(&app, &auth.0.id, &campaign_id).await?;
-        Ok(Json(CampaignPosts { campaign_id: campaign_id.0, posts: rows.into_iter().map(Post::from).collect() }))
+        let query = ListQuery {
+            status: status.0,
+            platform: platform.0,
+            from: from.0,
+            to: to.0,
+            updated_since: updated_since.0,
+            limit: limit.0,
+            cursor: cursor.0,
+        };
+        let page = posts::list(&app, &auth.0.id, query.request(Some(campaign_id.0.clone()))).await?;
+        Ok(Json(CampaignPosts {
+            campaign_id: campaign_id.0,
+            posts: page.posts.into_iter().map(Post::from).collect(),
+            next_cursor: page.next_cursor,
+        }))
+    }
+
+    /// The user's posts in every campaign, by scheduled time (then id), a page at a time:
+    /// `status` (one or several, comma-separated), `platform`, `from` and `to` (scheduled time,
+    /// RFC 3339), `updated_since` (changed at or after), `limit` (1-500, default 100) and `cursor`
+    /// (the `next_cursor` of the page before). Pages do not repeat or skip a post when others are
+    /// added meanwhile.
+    #[oai(path = "/", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        app: Data<&Arc<App>>,
+        auth: BearerAuth,
+        status: Query<Option<String>>,
+        platform: Query<Option<String>>,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        updated_since: Query<Option<String>>,
+        limit: Query<Option<u64>>,
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<PostPage>, ApiError> {
+        let query = ListQuery {
+            status: status.0,
+            platform: platform.0,
+            from: from.0,
+            to: to.0,
+            updated_since: updated_since.0,
+            limit: limit.0,
+            cursor: cursor.0,
+        };
+        let page = posts::list(&app, &auth.0.id, query.request(None)).await?;
+        Ok(Json(PostPage { posts: page.posts.into_iter().map(Post::from).collect(), next_cursor: page.next_cursor }))
     }
 
     /// Publish a waiting (`pending` or `retrying`) post now instead of at its time; 409 otherwise.

@@ -48,14 +48,61 @@ pub async fn find(db: &DatabaseConnection, post_id: &str) -> Result<Option<Model
 }
 
 /// The user's posts of a campaign, by scheduled time.
-pub async fn list_for_campaign(db: &DatabaseConnection, user_id: &str, campaign_id: &str) -> Result<Vec<Model>, DbErr> {
-    Entity::find()
-        .filter(Column::UserId.eq(user_id))
-        .filter(Column::CampaignId.eq(campaign_id))
-        .order_by_asc(Column::ScheduledTime)
-        .order_by_asc(Column::Id)
-        .all(db)
-        .await
+/// Which of the user's posts a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// One campaign, or all.
+    pub campaign_id: Option<String>,
+    /// Any of these statuses (all when empty).
+    pub statuses: Vec<PostStatus>,
+    /// One platform, or all.
+    pub platform: Option<crate::domain::Platform>,
+    /// `scheduled_time >= from`.
+    pub from: Option<DateTime<Utc>>,
+    /// `scheduled_time < to`.
+    pub to: Option<DateTime<Utc>>,
+    /// `updated_at >= updated_since`.
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Only posts after this one in `(scheduled_time, id)` order (the page's cursor).
+    pub after: Option<(DateTime<Utc>, String)>,
+}
+
+/// Up to `limit` of the user's posts matching `filter`, by `(scheduled_time, id)`: keyset pages,
+/// so a page never repeats or skips a post because others were added or changed meanwhile.
+pub async fn list(
+    db: &DatabaseConnection,
+    user_id: &str,
+    filter: &ListFilter,
+    limit: u64,
+) -> Result<Vec<Model>, DbErr> {
+    use sea_orm::{Condition, QuerySelect};
+    let mut query = Entity::find().filter(Column::UserId.eq(user_id));
+    if let Some(campaign_id) = &filter.campaign_id {
+        query = query.filter(Column::CampaignId.eq(campaign_id.as_str()));
+    }
+    if !filter.statuses.is_empty() {
+        query = query.filter(status_in(&filter.statuses));
+    }
+    if let Some(platform) = filter.platform {
+        query = query.filter(Column::Platform.eq(platform));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(Column::ScheduledTime.gte(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(Column::ScheduledTime.lt(to));
+    }
+    if let Some(since) = filter.updated_since {
+        query = query.filter(Column::UpdatedAt.gte(since));
+    }
+    if let Some((time, id)) = &filter.after {
+        query = query.filter(
+            Condition::any()
+                .add(Column::ScheduledTime.gt(*time))
+                .add(Condition::all().add(Column::ScheduledTime.eq(*time)).add(Column::Id.gt(id.as_str()))),
+        );
+    }
+    query.order_by_asc(Column::ScheduledTime).order_by_asc(Column::Id).limit(limit).all(db).await
 }
 
 fn status_in(statuses: &[PostStatus]) -> SimpleExpr {
