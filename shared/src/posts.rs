@@ -543,12 +543,21 @@ pub async fn publish_now(app: &App, user_id: &str, post_id: &str) -> Result<post
     get(app, user_id, post_id).await
 }
 
-/// The user's posts counted by status (every status listed, zeros included).
-pub async fn summary(app: &App, user_id: &str, campaign_id: Option<&str>) -> Result<Vec<(PostStatus, i64)>, Error> {
+/// What the summary says of the user's posts (optionally of one campaign).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Counts by platform and status (only the pairs that occur).
+    pub counts: Vec<(Platform, PostStatus, i64)>,
+    /// The waiting post due first.
+    pub next_due: Option<post::Model>,
+    /// The failed or unknown post that changed last.
+    pub last_failure: Option<post::Model>,
+}
+
+/// The user's posts counted by platform and status, the next due and the last failure.
+pub async fn summary(app: &App, user_id: &str, campaign_id: Option<&str>) -> Result<Summary, Error> {
     let campaign_id = campaign_id.map(parse_campaign_id).transpose()?;
-    let counts = posts::count_by_status(&app.db, user_id, campaign_id.as_deref()).await?;
-    Ok(PostStatus::ALL
-        .into_iter()
-        .map(|status| (status, counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n)))
-        .collect())
+    let counts = posts::count_by_platform_and_status(&app.db, user_id, campaign_id.as_deref()).await?;
+    let (next_due, last_failure) = posts::next_and_last_failure(&app.db, user_id, campaign_id.as_deref()).await?;
+    Ok(Summary { counts, next_due, last_failure })
 }

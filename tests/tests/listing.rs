@@ -130,6 +130,42 @@ async fn listings_filter_by_status_platform_time_and_change() {
         let (status, body) = app.get("alice", &format!("/api/v1/posts{bad}")).await;
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("validation_failed")), "{bad}: {body}");
     }
+    // The summary: counts per platform, the next due post, the last failure.
+    let (status, summary) = app.get("alice", "/api/v1/posts/status/summary").await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!((summary["total"].as_i64(), summary["cancelled"].as_i64()), (Some(5), Some(1)));
+    let platforms: Vec<(String, i64, i64)> = summary["platforms"]
+        .as_array()
+        .expect("platforms")
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap_or("").to_owned(),
+                p["total"].as_i64().unwrap_or(0),
+                p["pending"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(platforms, [("linkedin".to_owned(), 2, 2), ("twitter".to_owned(), 3, 2)], "{summary}");
+    assert_eq!(
+        (summary["next_due"]["content"].as_str(), summary["next_due"]["platform"].as_str()),
+        (Some("one"), Some("linkedin"))
+    );
+    assert_eq!(summary["last_failure"], Value::Null);
+    let two = body["posts"][2]["id"].as_str().expect("id").to_owned();
+    app.exec(&format!(
+        "UPDATE scheduled_posts SET status = 'failed', posting_error = 'X said no', due_at = NULL WHERE id = '{two}'"
+    ))
+    .await;
+    let (_, summary) = app.get("alice", "/api/v1/posts/status/summary?campaign_id=spring").await;
+    assert_eq!(
+        (summary["last_failure"]["id"].as_str(), summary["total"].as_i64()),
+        (Some(two.as_str()), Some(4)),
+        "{summary}"
+    );
+    let (_, bobs) = app.get("bob", "/api/v1/posts/status/summary").await;
+    assert_eq!((bobs["total"].as_i64(), bobs["next_due"].clone()), (Some(0), Value::Null));
+
     let (status, page) = app.get("bob", "/api/v1/posts/scheduled/spring").await;
     assert_eq!((status, page["posts"].clone()), (200, json!([])));
     app.stop().await;

@@ -13,7 +13,7 @@ use poem_openapi::{
 use shared::{
     App,
     db::entities::post,
-    domain::PostStatus,
+    domain::{Platform, PostStatus},
     idempotency,
     posts::{self, ScheduleRequest},
 };
@@ -389,6 +389,35 @@ pub struct Summary {
     pub unknown: i64,
     /// Cancelled.
     pub cancelled: i64,
+    /// The same counts per platform (platforms with posts only).
+    pub platforms: Vec<PlatformCounts>,
+    /// The waiting post due first, if any.
+    pub next_due: Option<Post>,
+    /// The failed or unknown post that changed last, if any.
+    pub last_failure: Option<Post>,
+}
+
+/// Posts of one platform counted by status.
+#[derive(Debug, Object)]
+pub struct PlatformCounts {
+    /// The platform.
+    pub platform: String,
+    /// All its posts.
+    pub total: i64,
+    /// Waiting for their time.
+    pub pending: i64,
+    /// Being sent now.
+    pub publishing: i64,
+    /// Waiting for another attempt.
+    pub retrying: i64,
+    /// On the platform.
+    pub posted: i64,
+    /// Failed for good.
+    pub failed: i64,
+    /// The platform may or may not have them.
+    pub unknown: i64,
+    /// Cancelled.
+    pub cancelled: i64,
 }
 
 /// The first response of a repeated `Idempotency-Key`, as stored.
@@ -599,18 +628,41 @@ impl PostsApi {
         auth: BearerAuth,
         campaign_id: Query<Option<String>>,
     ) -> Result<Json<Summary>, ApiError> {
-        let counts = posts::summary(&app, &auth.0.id, campaign_id.as_deref()).await?;
-        let count = |status: PostStatus| counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+        let summary = posts::summary(&app, &auth.0.id, campaign_id.as_deref()).await?;
+        let count = |platform: Option<Platform>, status: Option<PostStatus>| -> i64 {
+            let matches = |p: &Platform, s: &PostStatus| {
+                platform.is_none_or(|platform| platform == *p) && status.is_none_or(|status| status == *s)
+            };
+            summary.counts.iter().filter(|(p, s, _)| matches(p, s)).map(|(_, _, n)| n).sum()
+        };
+        let platforms = Platform::ALL
+            .into_iter()
+            .filter(|p| count(Some(*p), None) > 0)
+            .map(|p| PlatformCounts {
+                platform: p.as_str().to_owned(),
+                total: count(Some(p), None),
+                pending: count(Some(p), Some(PostStatus::Pending)),
+                publishing: count(Some(p), Some(PostStatus::Publishing)),
+                retrying: count(Some(p), Some(PostStatus::Retrying)),
+                posted: count(Some(p), Some(PostStatus::Posted)),
+                failed: count(Some(p), Some(PostStatus::Failed)),
+                unknown: count(Some(p), Some(PostStatus::Unknown)),
+                cancelled: count(Some(p), Some(PostStatus::Cancelled)),
+            })
+            .collect();
         Ok(Json(Summary {
             campaign_id: campaign_id.0,
-            total: counts.iter().map(|(_, n)| n).sum(),
-            pending: count(PostStatus::Pending),
-            publishing: count(PostStatus::Publishing),
-            retrying: count(PostStatus::Retrying),
-            posted: count(PostStatus::Posted),
-            failed: count(PostStatus::Failed),
-            unknown: count(PostStatus::Unknown),
-            cancelled: count(PostStatus::Cancelled),
+            total: count(None, None),
+            pending: count(None, Some(PostStatus::Pending)),
+            publishing: count(None, Some(PostStatus::Publishing)),
+            retrying: count(None, Some(PostStatus::Retrying)),
+            posted: count(None, Some(PostStatus::Posted)),
+            failed: count(None, Some(PostStatus::Failed)),
+            unknown: count(None, Some(PostStatus::Unknown)),
+            cancelled: count(None, Some(PostStatus::Cancelled)),
+            platforms,
+            next_due: summary.next_due.map(Post::from),
+            last_failure: summary.last_failure.map(Post::from),
         }))
     }
 

@@ -568,23 +568,50 @@ pub async fn retry(
     Ok(result.rows_affected == 1)
 }
 
-/// The user's posts counted by status, optionally within one campaign.
-pub async fn count_by_status(
+/// The user's posts counted by platform and status, optionally within one campaign.
+pub async fn count_by_platform_and_status(
     db: &DatabaseConnection,
     user_id: &str,
     campaign_id: Option<&str>,
-) -> Result<Vec<(PostStatus, i64)>, DbErr> {
+) -> Result<Vec<(crate::domain::Platform, PostStatus, i64)>, DbErr> {
     use sea_orm::QuerySelect;
     let mut query = Entity::find()
         .select_only()
+        .column(Column::Platform)
         .column(Column::Status)
         .column_as(Column::Id.count(), "count")
         .filter(Column::UserId.eq(user_id))
+        .group_by(Column::Platform)
         .group_by(Column::Status);
     if let Some(campaign_id) = campaign_id {
         query = query.filter(Column::CampaignId.eq(campaign_id));
     }
-    query.into_tuple::<(PostStatus, i64)>().all(db).await
+    query.into_tuple::<(crate::domain::Platform, PostStatus, i64)>().all(db).await
+}
+
+/// The user's waiting post due first, and the failed or unknown post that changed last,
+/// optionally within one campaign.
+pub async fn next_and_last_failure(
+    db: &DatabaseConnection,
+    user_id: &str,
+    campaign_id: Option<&str>,
+) -> Result<(Option<Model>, Option<Model>), DbErr> {
+    let scoped = || {
+        let query = Entity::find().filter(Column::UserId.eq(user_id));
+        match campaign_id {
+            Some(campaign_id) => query.filter(Column::CampaignId.eq(campaign_id)),
+            None => query,
+        }
+    };
+    let next =
+        scoped().filter(status_in(&WAITING)).order_by_asc(Column::DueAt).order_by_asc(Column::Id).one(db).await?;
+    let failed = scoped()
+        .filter(status_in(&[PostStatus::Failed, PostStatus::Unknown]))
+        .order_by_desc(Column::UpdatedAt)
+        .order_by_desc(Column::Id)
+        .one(db)
+        .await?;
+    Ok((next, failed))
 }
 
 #[cfg(test)]
