@@ -24,17 +24,17 @@ use shared::{
     config::{Settings, Storage},
 };
 
-use crate::routes::{ops::OpsApi, posts::PostsApi, social_auth::SocialAuthApi};
+use crate::routes::{campaigns::CampaignsApi, ops::OpsApi, posts::PostsApi, social_auth::SocialAuthApi};
 
 /// Largest request body accepted (413 above it).
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-type Apis = (SocialAuthApi, PostsApi, OpsApi);
+type Apis = (SocialAuthApi, PostsApi, CampaignsApi, OpsApi);
 
 fn api_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((SocialAuthApi, PostsApi, OpsApi), "Herald", env!("CARGO_PKG_VERSION")).description(
+    OpenApiService::new((SocialAuthApi, PostsApi, CampaignsApi, OpsApi), "Herald", env!("CARGO_PKG_VERSION")).description(
         "Connect LinkedIn, X, Instagram, Facebook Page and TikTok accounts, schedule posts to them, and follow each \
          post until it is published. Every route but the OAuth callback and the probes takes \
          `Authorization: Bearer <JWT>`; errors are always `{\"error\": {\"code\", \"message\"}}`.",

@@ -21,6 +21,7 @@ pub mod telemetry;
 
 pub use app::App;
 pub use error::Error;
+pub mod chat;
 pub mod connect;
 pub mod posts;
 pub mod publish;

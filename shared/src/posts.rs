@@ -350,9 +350,7 @@ pub async fn list(app: &App, user_id: &str, request: ListRequest) -> Result<Page
     let mut statuses = Vec::new();
     for name in &request.statuses {
         for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let status = PostStatus::ALL
-                .into_iter()
-                .find(|s| s.as_str() == name)
+            let status = PostStatus::parse(name)
                 .ok_or_else(|| ValidationError::new("status", format!("`{name}` is not a post status")))?;
             statuses.push(status);
         }

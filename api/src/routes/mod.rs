@@ -1,6 +1,7 @@
 //! HTTP routes, one file per OpenAPI tag. Handlers extract, make one call into `shared`, and map
 //! the result to a response.
 
+pub mod campaigns;
 pub mod ops;
 pub mod posts;
 pub mod social_auth;
@@ -14,6 +15,8 @@ pub enum Tag {
     SocialAuth,
     /// Scheduling posts and following them.
     Posts,
+    /// A campaign's chat history.
+    Campaigns,
     /// Liveness, readiness and metrics.
     Operations,
 }

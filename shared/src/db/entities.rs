@@ -145,3 +145,28 @@ pub mod idempotency_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `campaign_chat_history`: a campaign's planning conversation, per user, in order.
+pub mod chat_message {
+    use sea_orm::entity::prelude::*;
+
+    use crate::domain::ChatRole;
+
+    /// One message.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaign_chat_history")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub campaign_id: String,
+        pub user_id: String,
+        pub role: ChatRole,
+        pub message: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -3,6 +3,7 @@
 //! Every query that serves a request takes the user id and filters on it, so a row of another
 //! user is indistinguishable from a missing one.
 
+pub mod chat;
 pub mod connections;
 pub mod entities;
 pub mod oauth_states;

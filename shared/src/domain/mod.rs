@@ -131,6 +131,18 @@ string_enum! {
 }
 
 string_enum! {
+    /// Who wrote a campaign chat message.
+    ChatRole {
+        /// The person planning the campaign.
+        User => "user",
+        /// The assistant answering them.
+        Assistant => "assistant",
+        /// Instructions given to the assistant.
+        System => "system",
+    }
+}
+
+string_enum! {
     /// Health of a stored connection.
     ConnectionStatus {
         /// Usable.
