@@ -205,6 +205,19 @@ async fn the_console_connects_x_through_the_popup() {
             .then_some(())
     })
     .await;
+    // Then schedule from the console (the campaign body; a minute ahead when no time is given).
+    browser
+        .command(
+            "execute/sync",
+            json!({"script": "document.getElementById('content').value = 'from the console'; \
+                             document.getElementById('schedule').click(); return true;", "args": []}),
+        )
+        .await;
+    wait_until(Duration::from_secs(20), "the console's post to be scheduled", || async {
+        let (_, page) = app.get("alice", "/api/v1/posts/scheduled/console").await;
+        (page["posts"][0]["status"] == "pending" && page["posts"][0]["content"] == "from the console").then_some(())
+    })
+    .await;
     drop(browser);
     app.stop().await;
 }
