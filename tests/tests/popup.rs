@@ -24,11 +24,39 @@ window.popup = window.open(new URLSearchParams(location.search).get('u'), 'heral
     )
 }
 
+/// A frontend page with nothing on it, for scripts run through WebDriver.
+#[handler]
+fn blank() -> Html<&'static str> {
+    Html("<!doctype html><html><body>frontend</body></html>")
+}
+
+/// The original frontend's calls, made with `fetch` from the page: start a connection, read the
+/// status, schedule with an `Idempotency-Key`. Resolves with what the page could read.
+const FRONTEND_CALLS: &str = r#"
+var api = arguments[0], token = arguments[1], at = arguments[2], done = arguments[arguments.length - 1];
+var headers = {'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'};
+var out = {};
+fetch(api + '/api/v1/auth/social/initiate', {method: 'POST', headers: headers, body: JSON.stringify({platform: 'twitter'})})
+  .then(function (r) { out.initiate = r.status; return r.json(); })
+  .then(function (j) { out.oauth_url = j.oauth_url; return fetch(api + '/api/v1/auth/social/status', {headers: headers}); })
+  .then(function (r) { out.status = r.status; return r.json(); })
+  .then(function () {
+    var body = {campaign_id: 'web', posts: [{content: 'from the frontend', platforms: ['linkedin'],
+      scheduled_time: at, hashtags: ['#marketing']}]};
+    return fetch(api + '/api/v1/posts/schedule', {method: 'POST', body: JSON.stringify(body),
+      headers: Object.assign({'Idempotency-Key': 'web-1'}, headers)});
+  })
+  .then(function (r) { out.schedule = r.status; out.replayed = r.headers.get('Idempotent-Replayed'); return r.json(); })
+  .then(function (j) { out.answer = j; out.content = j.posts ? j.posts[0].content : null; done(out); })
+  .catch(function (e) { out.error = String(e); done(out); });
+"#;
+
 async fn serve_opener() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(Route::new().at("/opener", poem::get(opener))));
+    let routes = Route::new().at("/opener", poem::get(opener)).at("/app", poem::get(blank));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes));
     origin
 }
 
@@ -218,6 +246,46 @@ async fn the_console_connects_x_through_the_popup() {
         (page["posts"][0]["status"] == "pending" && page["posts"][0]["content"] == "from the console").then_some(())
     })
     .await;
+    drop(browser);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_on_a_listed_origin_calls_the_api_and_one_elsewhere_is_refused_by_the_browser() {
+    let frontend = serve_opener().await;
+    let elsewhere = serve_opener().await;
+    let listed = frontend.clone();
+    let app = TestApp::spawn_with(Mode::Production, move |env| {
+        env.insert("FRONTEND_ORIGIN".into(), format!("http://unused.test:1, {listed}"));
+    })
+    .await;
+    app.connect("alice", "linkedin").await;
+    let browser = Browser::start().await;
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let run = async |origin: &str| {
+        browser.open(&format!("{origin}/app")).await;
+        let args = json!([app.base_url, app.token("alice"), at]);
+        browser.command("execute/async", json!({"script": FRONTEND_CALLS, "args": args})).await
+    };
+    let out = run(&frontend).await;
+    assert_eq!(out["error"], Value::Null, "{out}");
+    assert_eq!(
+        (out["initiate"].as_u64(), out["status"].as_u64(), out["schedule"].as_u64()),
+        (Some(200), Some(200), Some(201)),
+        "{out}"
+    );
+    assert!(out["oauth_url"].as_str().is_some_and(|u| u.contains("/i/oauth2/authorize")), "{out}");
+    assert_eq!(out["content"], "from the frontend");
+    // The replay header is readable from the page too.
+    let again = run(&frontend).await;
+    assert_eq!((again["schedule"].as_u64(), again["replayed"].as_str()), (Some(201), Some("true")), "{again}");
+
+    // The same page from an origin not listed: the browser refuses to let it read anything.
+    let out = run(&elsewhere).await;
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("Failed to fetch")), "{out}");
+    assert_eq!(out["initiate"], Value::Null);
+    let (_, page) = app.get("alice", "/api/v1/posts/scheduled/web").await;
+    assert_eq!(page["posts"].as_array().map(Vec::len), Some(1), "only the listed origin scheduled (once)");
     drop(browser);
     app.stop().await;
 }
