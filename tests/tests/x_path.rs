@@ -47,7 +47,7 @@ async fn full_path(mode: Mode) {
     let (status, html) = app.callback(&callback_url).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains(r#""status":"connected""#) && html.contains(fake_x::USERNAME), "{html}");
-    assert!(html.contains(r#"var origin = "http://frontend.test:3000";"#), "{html}");
+    assert!(html.contains(r#"var origins = ["http://frontend.test:3000"];"#), "{html}");
 
     // The token exchange used Basic client auth and the PKCE verifier.
     let exchange = app.x.requests_to("/2/oauth2/token");
