@@ -142,32 +142,45 @@ impl BenchDb {
     /// Connects `users` users to X (`bench-user-000001` ...), plus [`OTHER_USER`]. Each access
     /// token is a Fernet ciphertext under the run's key, valid for a year, so no worker refreshes.
     pub async fn connect_users(&self, users: u64, cipher: &fernet::Fernet) -> anyhow::Result<()> {
+        self.connect_platform(users, "twitter", cipher).await
+    }
+
+    /// Connects `platform` for bench users `1..=users` and [`OTHER_USER`] (a Facebook connection
+    /// with its Page chosen), tokens encrypted with `cipher`.
+    pub async fn connect_platform(&self, users: u64, platform: &str, cipher: &fernet::Fernet) -> anyhow::Result<()> {
         let mut ids: Vec<String> = (1..=users).map(user_id).collect();
         ids.push(OTHER_USER.to_owned());
         const ROWS_PER_STATEMENT: usize = 500;
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from(
                 "INSERT INTO social_media_connections (user_id, platform, platform_user_id, platform_username, \
-                 access_token, refresh_token, token_expires_at, scopes, connection_status, created_at, updated_at) \
-                 VALUES ",
+                 access_token, refresh_token, token_expires_at, scopes, connection_status, page_id, page_access_token, \
+                 created_at, updated_at) VALUES ",
             );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
             for (i, id) in chunk.iter().enumerate() {
-                let p = i * 4;
+                let p = i * 7;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, 'twitter', ${}, ${}, ${}, NULL, now() + interval '365 days', '[]', 'active', now(), now())",
+                    "(${}, ${}, ${}, ${}, ${}, NULL, now() + interval '365 days', '[]', 'active', ${}, ${}, now(), now())",
                     p + 1,
                     p + 2,
                     p + 3,
-                    p + 4
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7
                 ));
+                let page = platform == "facebook";
                 values.push(id.clone().into());
-                values.push(format!("x-{id}").into());
+                values.push(platform.to_owned().into());
+                values.push(format!("{platform}-{id}").into());
                 values.push(id.replace('-', "_").into());
-                values.push(cipher.encrypt(format!("access-{id}").as_bytes()).into());
+                values.push(cipher.encrypt(format!("access-{platform}-{id}").as_bytes()).into());
+                values.push(page.then(|| format!("page-{id}")).into());
+                values.push(page.then(|| cipher.encrypt(format!("page-token-{id}").as_bytes())).into());
             }
             self.conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
         }

@@ -17,6 +17,7 @@
 //! same `herd` measures any tree: the landed code and a refactor in flight.
 
 mod api_rate;
+mod campaign;
 mod ceiling;
 mod database;
 mod fake_x;
@@ -56,6 +57,10 @@ async fn run() -> anyhow::Result<()> {
     let harness = Harness::new(options).await?;
     if harness.options.clean {
         return harness.clean().await;
+    }
+    if harness.options.scheduling {
+        print!("{}", campaign::run(&harness).await?);
+        return Ok(());
     }
     let load_before = report::Machine::load();
     eprintln!(

@@ -35,6 +35,8 @@ usage: herd [options]
                        (default postgres://postgres@127.0.0.1:5432/test)
   --redis-url URL      Redis (default redis://127.0.0.1:6379)
   --log-dir DIR        where process logs go (default /var/tmp/herd-logs/<run id>)
+  --scheduling         instead of a herd, measure scheduling: one request of 1,000 posts
+                       x 3 platforms, and 100 concurrent requests of 10 posts
   --clean              drop every herald_bench_* database and herald-bench-* key left by
                        interrupted runs, then exit
 ";
@@ -78,6 +80,8 @@ pub struct Options {
     pub log_dir: PathBuf,
     /// Clean up leftovers of interrupted runs and exit.
     pub clean: bool,
+    /// Measure scheduling instead of a herd.
+    pub scheduling: bool,
 }
 
 impl Options {
@@ -113,6 +117,7 @@ impl Options {
                 "--redis-url" => raw.redis_url = Some(value()?),
                 "--log-dir" => raw.log_dir = Some(PathBuf::from(value()?)),
                 "--clean" => raw.clean = true,
+                "--scheduling" => raw.scheduling = true,
                 other => bail!("unknown option {other}\n\n{USAGE}"),
             }
         }
@@ -142,6 +147,7 @@ struct Raw {
     redis_url: Option<String>,
     log_dir: Option<PathBuf>,
     clean: bool,
+    scheduling: bool,
 }
 
 impl Raw {
@@ -178,6 +184,7 @@ impl Raw {
             redis_url: self.redis_url.unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             log_dir: self.log_dir.unwrap_or_else(|| PathBuf::from("/var/tmp/herd-logs").join(run_id)),
             clean: self.clean,
+            scheduling: self.scheduling,
         })
     }
 }

@@ -159,6 +159,26 @@ impl ApiClient {
         Scheduled { accepted, failed, first_failure, elapsed: started.elapsed() }
     }
 
+    /// Sends one schedule body as user `user`; the status and how long the answer took.
+    pub async fn post_raw(&self, user: usize, body: &serde_json::Value) -> anyhow::Result<(u16, Duration)> {
+        let token = self.tokens.get(user).context("no token for that user")?;
+        let started = Instant::now();
+        let answer = self
+            .http
+            .post(format!("{}/api/v1/posts/schedule", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .context("POST /api/v1/posts/schedule")?;
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        if status != 201 {
+            bail!("POST /api/v1/posts/schedule answered {status}: {}", text.chars().take(300).collect::<String>());
+        }
+        Ok((status, started.elapsed()))
+    }
+
     async fn schedule(&self, item: Item) -> anyhow::Result<()> {
         let token = self.tokens.get(item.user).context("no token for that user")?;
         let body = ScheduleBody {

@@ -98,7 +98,9 @@ async fn full_path(mode: Mode) {
         assert_eq!(payload, json!({"v": 1, "post_id": post_id}));
     }
 
-    let posted = app.wait_for_post("alice", &post_id, &["posted", "failed", "unknown"], Duration::from_secs(30)).await;
+    // 60 s: under heavy disk load the embedded SQLite consumer was once seen to pick a due job up
+    // 20-30 s late (noted in ARCHITECTURE.md's known gaps); on a quiet machine this takes 3 s.
+    let posted = app.wait_for_post("alice", &post_id, &["posted", "failed", "unknown"], Duration::from_secs(60)).await;
     assert_eq!(posted["status"], "posted", "{posted}");
     let tweets = app.x.tweets();
     assert_eq!(tweets.len(), 1, "exactly one tweet");
