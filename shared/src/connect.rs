@@ -52,19 +52,29 @@ pub async fn initiate(
         code: "platform_not_configured",
         message: format!("{platform} is not configured on this server"),
     })?;
-    let redirect_uri = app.settings.redirect_uri(platform);
-    if let Some(callback_url) = callback_url
-        && callback_url != redirect_uri
-    {
-        return Err(Error::BadRequest {
-            code: "invalid_callback_url",
-            message: format!("callback_url must be exactly {redirect_uri}"),
-        });
-    }
+    // The backend's own callback, or the same path on a frontend origin (its dev server or edge
+    // proxies `/api` to the backend); whichever is accepted is the `redirect_uri` the platform
+    // sees, so it must be registered there. Anything else is refused: no open redirects.
+    let own = app.settings.redirect_uri(platform);
+    let path = format!("/api/v1/auth/social/callback/{}", platform.as_str());
+    let allowed =
+        |url: &str| url == own || app.settings.frontend_origins.iter().any(|origin| url == format!("{origin}{path}"));
+    let redirect_uri = match callback_url {
+        None => own,
+        Some(url) if allowed(url) => url.to_owned(),
+        Some(_) => {
+            let mut choices = vec![own.clone()];
+            choices.extend(app.settings.frontend_origins.iter().map(|origin| format!("{origin}{path}")));
+            return Err(Error::BadRequest {
+                code: "invalid_callback_url",
+                message: format!("callback_url must be one of {}", choices.join(", ")),
+            });
+        }
+    };
     let now = Utc::now();
     oauth_states::purge_expired(&app.db, now).await?;
     let issued = app.states.issue();
-    let authorization = client.authorize(&issued.value);
+    let authorization = client.authorize(&issued.value, &redirect_uri);
     let expires_at = now + Duration::minutes(STATE_TTL_MINUTES);
     oauth_states::insert(
         &app.db,
@@ -178,7 +188,7 @@ pub async fn callback(app: &App, platform: Platform, params: CallbackParams) -> 
         .ok_or_else(|| CallbackError::Upstream(format!("{platform} is not configured on this server")))?;
     let verifier = pending.pkce_verifier.as_deref().map(|v| app.cipher.decrypt(v)).transpose().map_err(Error::from)?;
     let tokens = client
-        .exchange_code(&code, verifier.as_deref())
+        .exchange_code(&code, verifier.as_deref(), &pending.redirect_uri)
         .await
         .map_err(|e| CallbackError::Upstream(format!("{platform} token exchange failed: {}", e.message())))?;
     let identity = client

@@ -5,7 +5,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
-use tests::{Mode, TestApp};
+use tests::{Fake, Mode, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
@@ -91,11 +91,15 @@ async fn every_bad_bearer_token_is_401_in_the_json_shape() {
 async fn oauth_state_and_redirect_rules() {
     let app = TestApp::spawn(Mode::Production).await;
 
-    // A callback_url that is not exactly Herald's own callback is refused.
+    // A callback_url that is not exactly Herald's own callback, or that path on a FRONTEND_ORIGIN
+    // origin (http://frontend.test:3000 here), is refused.
     for foreign in [
         "https://evil.example/api/v1/auth/social/callback/twitter".to_owned(),
         app.url("/api/v1/auth/social/callback/twitter/"),
         app.url("/api/v1/auth/social/callback/linkedin"),
+        "http://frontend.test:3000/api/v1/auth/social/callback/linkedin".to_owned(),
+        "http://frontend.test:3001/api/v1/auth/social/callback/twitter".to_owned(),
+        "http://frontend.test:3000/callback/twitter".to_owned(),
     ] {
         let (status, body) = app
             .post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "twitter", "callback_url": foreign}))
@@ -106,6 +110,26 @@ async fn oauth_state_and_redirect_rules() {
     let (status, _) =
         app.post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "x", "callback_url": exact})).await;
     assert_eq!(status, 200);
+    // The frontend's own origin (its proxy forwards `/api` to Herald): that URL is the
+    // `redirect_uri` of the consent and of the code exchange, and the connection completes.
+    let on_frontend = "http://frontend.test:3000/api/v1/auth/social/callback/twitter";
+    let (status, body) = app
+        .post("bob", "/api/v1/auth/social/initiate", &json!({"platform": "twitter", "callback_url": on_frontend}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let oauth_url = body["oauth_url"].as_str().expect("oauth_url");
+    let query: std::collections::HashMap<_, _> =
+        url::Url::parse(oauth_url).expect("url").query_pairs().into_owned().collect();
+    assert_eq!(query["redirect_uri"], on_frontend);
+    let callback_url = app.consent(oauth_url).await;
+    assert!(callback_url.starts_with(on_frontend), "{callback_url}");
+    // What the frontend's proxy does: the same path and query, to Herald.
+    let proxied = callback_url.replacen("http://frontend.test:3000", &app.base_url, 1);
+    let (status, html) = app.callback(&proxied).await;
+    assert_eq!(status, 200, "{html}");
+    let exchange = app.x.requests_to("/2/oauth2/token").into_iter().last().expect("token request");
+    assert_eq!(exchange.form().get("redirect_uri").map(String::as_str), Some(on_frontend));
+
     let (status, body) = app.post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "myspace"})).await;
     assert_error(status, &body, 400, "unknown_platform");
 

@@ -124,18 +124,23 @@ impl PlatformClient for FacebookClient {
         Platform::Facebook
     }
 
-    fn authorize(&self, state: &str) -> Authorization {
+    fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization {
         self.app.authorization(&[
             ("client_id", &self.app.client_id),
-            ("redirect_uri", &self.app.redirect_uri),
+            ("redirect_uri", redirect_uri),
             ("state", state),
             ("response_type", "code"),
             ("scope", SCOPES),
         ])
     }
 
-    async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        let short = self.token(&[("redirect_uri", &self.app.redirect_uri), ("code", code)]).await?;
+    async fn exchange_code(
+        &self,
+        code: &str,
+        _pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
+        let short = self.token(&[("redirect_uri", redirect_uri), ("code", code)]).await?;
         let long =
             self.token(&[("grant_type", "fb_exchange_token"), ("fb_exchange_token", &short.access_token)]).await?;
         Ok(long.into_token_set())

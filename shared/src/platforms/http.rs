@@ -152,7 +152,6 @@ pub(crate) struct RegisteredApp {
     pub api_base: String,
     pub client_id: String,
     pub client_secret: crate::config::Secret,
-    pub redirect_uri: String,
 }
 
 impl RegisteredApp {
@@ -160,7 +159,6 @@ impl RegisteredApp {
         settings: &crate::config::PlatformSettings,
         client_id: &str,
         client_secret: &crate::config::Secret,
-        redirect_uri: String,
         http: reqwest::Client,
     ) -> Self {
         Self {
@@ -170,7 +168,6 @@ impl RegisteredApp {
             api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             client_secret: client_secret.clone(),
-            redirect_uri,
         }
     }
 

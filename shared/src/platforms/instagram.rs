@@ -78,24 +78,29 @@ impl PlatformClient for InstagramClient {
         Platform::Instagram
     }
 
-    fn authorize(&self, state: &str) -> Authorization {
+    fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization {
         self.app.authorization(&[
             ("client_id", &self.app.client_id),
-            ("redirect_uri", &self.app.redirect_uri),
+            ("redirect_uri", redirect_uri),
             ("response_type", "code"),
             ("scope", SCOPES),
             ("state", state),
         ])
     }
 
-    async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
+    async fn exchange_code(
+        &self,
+        code: &str,
+        _pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
         // Instagram appends `#_` to the redirect; a client that kept it would send it back.
         let code = code.trim_end_matches("#_");
         let form = [
             ("client_id", self.app.client_id.as_str()),
             ("client_secret", self.app.client_secret.expose()),
             ("grant_type", "authorization_code"),
-            ("redirect_uri", &self.app.redirect_uri),
+            ("redirect_uri", redirect_uri),
             ("code", code),
         ];
         let response =

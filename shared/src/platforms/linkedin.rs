@@ -98,19 +98,23 @@ impl PlatformClient for LinkedinClient {
         Platform::Linkedin
     }
 
-    fn authorize(&self, state: &str) -> Authorization {
+    fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization {
         self.app.authorization(&[
             ("response_type", "code"),
             ("client_id", &self.app.client_id),
-            ("redirect_uri", &self.app.redirect_uri),
+            ("redirect_uri", redirect_uri),
             ("state", state),
             ("scope", SCOPES),
         ])
     }
 
-    async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        self.token(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &self.app.redirect_uri)])
-            .await
+    async fn exchange_code(
+        &self,
+        code: &str,
+        _pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
+        self.token(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)]).await
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {

@@ -177,10 +177,15 @@ pub trait PlatformClient: Send + Sync + fmt::Debug {
     fn id(&self) -> Platform;
 
     /// Builds the consent URL for `state`.
-    fn authorize(&self, state: &str) -> Authorization;
+    fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization;
 
     /// Exchanges an authorization code for tokens.
-    async fn exchange_code(&self, code: &str, pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError>;
+    async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError>;
 
     /// Reads who the token belongs to.
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError>;
@@ -236,7 +241,7 @@ impl Platforms {
         for platform in Platform::ALL {
             let config = settings.platform(platform);
             let Some((id, secret)) = config.credentials() else { continue };
-            let app = http::RegisteredApp::new(config, id, secret, settings.redirect_uri(platform), http.clone());
+            let app = http::RegisteredApp::new(config, id, secret, http.clone());
             let client: Arc<dyn PlatformClient> = match platform {
                 Platform::Twitter => Arc::new(x::XClient::new(app)),
                 Platform::Linkedin => {

@@ -62,19 +62,23 @@ impl OAuthApp {
             .set_client_secret(ClientSecret::new(app.client_secret.expose().to_owned()))
             .set_auth_uri(AuthUrl::from_url(app.auth_url.clone()))
             .set_token_uri(TokenUrl::from_url(app.token_url.clone()))
-            .set_redirect_uri(RedirectUrl::new(app.redirect_uri.clone()).expect("built from BACKEND_URL, a valid URL"))
             .set_auth_type(match flow.auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
             });
         Self { client, http: Http(app.http.clone()), scopes: flow.scopes, pkce: flow.pkce }
     }
 
-    pub(crate) fn authorize(&self, state: &str) -> Authorization {
+    /// `redirect_uri` was checked by `connect::initiate` (the backend's callback, or the same path
+    /// on a `FRONTEND_ORIGIN` origin), so it is a valid URL.
+    pub(crate) fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization {
         let state = state.to_owned();
         let mut request = self
             .client
             .authorize_url(move || CsrfToken::new(state))
             .add_scopes(self.scopes.iter().map(|s| Scope::new((*s).to_owned())));
+        if let Ok(redirect) = RedirectUrl::new(redirect_uri.to_owned()) {
+            request = request.set_redirect_uri(std::borrow::Cow::Owned(redirect));
+        }
         let mut pkce_verifier = None;
         if self.pkce {
             let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -89,8 +93,12 @@ impl OAuthApp {
         &self,
         code: &str,
         pkce_verifier: Option<&str>,
+        redirect_uri: &str,
     ) -> Result<TokenSet, PlatformError> {
         let mut request = self.client.exchange_code(AuthorizationCode::new(code.to_owned()));
+        if let Ok(redirect) = RedirectUrl::new(redirect_uri.to_owned()) {
+            request = request.set_redirect_uri(std::borrow::Cow::Owned(redirect));
+        }
         if let Some(verifier) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
         }

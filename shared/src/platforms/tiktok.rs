@@ -89,19 +89,23 @@ impl PlatformClient for TiktokClient {
         Platform::Tiktok
     }
 
-    fn authorize(&self, state: &str) -> Authorization {
+    fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization {
         self.app.authorization(&[
             ("client_key", &self.app.client_id),
             ("scope", SCOPES),
-            ("redirect_uri", &self.app.redirect_uri),
+            ("redirect_uri", redirect_uri),
             ("state", state),
             ("response_type", "code"),
         ])
     }
 
-    async fn exchange_code(&self, code: &str, _pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        self.token(&[("code", code), ("grant_type", "authorization_code"), ("redirect_uri", &self.app.redirect_uri)])
-            .await
+    async fn exchange_code(
+        &self,
+        code: &str,
+        _pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
+        self.token(&[("code", code), ("grant_type", "authorization_code"), ("redirect_uri", redirect_uri)]).await
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {

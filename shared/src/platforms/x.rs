@@ -107,12 +107,17 @@ impl PlatformClient for XClient {
         Platform::Twitter
     }
 
-    fn authorize(&self, state: &str) -> Authorization {
-        self.oauth.authorize(state)
+    fn authorize(&self, state: &str, redirect_uri: &str) -> Authorization {
+        self.oauth.authorize(state, redirect_uri)
     }
 
-    async fn exchange_code(&self, code: &str, pkce_verifier: Option<&str>) -> Result<TokenSet, PlatformError> {
-        self.oauth.exchange_code(code, pkce_verifier).await
+    async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: Option<&str>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
+        self.oauth.exchange_code(code, pkce_verifier, redirect_uri).await
     }
 
     async fn identity(&self, access_token: &str) -> Result<Identity, PlatformError> {
