@@ -24,7 +24,8 @@ pub struct SocialAuthApi;
 pub struct InitiateRequest {
     /// `linkedin`, `twitter` (or `x`), `instagram`, `facebook` or `tiktok`.
     pub platform: String,
-    /// Optional; when sent it must equal `{BACKEND_URL}/api/v1/auth/social/callback/{platform}`.
+    /// Optional: `{BACKEND_URL}/api/v1/auth/social/callback/{platform}`, or that path on one of the
+    /// `FRONTEND_ORIGIN` origins (a frontend that proxies `/api`); it becomes the `redirect_uri`.
     pub callback_url: Option<String>,
 }
 
