@@ -7,15 +7,11 @@ use crate::{
     App, Error,
     db::{chat, entities::chat_message},
     domain::{ChatRole, ValidationError},
-    posts::parse_campaign_id,
+    posts::{page_size, paged, parse_campaign_id},
 };
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
-/// Messages per page by default.
-pub const DEFAULT_PAGE: u64 = 100;
-/// Most messages one page may hold.
-pub const MAX_PAGE: u64 = 500;
 
 /// Appends a message (`role` `user`, `assistant` or `system`) to the user's chat of a campaign.
 pub async fn append(
@@ -60,19 +56,11 @@ pub async fn list(
     limit: Option<u64>,
 ) -> Result<Page, Error> {
     let campaign_id = parse_campaign_id(campaign_id)?;
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ValidationError::new("limit", format!("must be 1 to {MAX_PAGE}")).into());
-    }
+    let limit = page_size(limit)?;
     let after = cursor
         .map(|c| c.parse::<i64>().map_err(|_| ValidationError::new("cursor", "is not a cursor this API gave")))
         .transpose()?;
-    let mut messages = chat::list(&app.db, user_id, &campaign_id, after, limit + 1).await?;
-    let next_cursor = if messages.len() as u64 > limit {
-        messages.truncate(limit as usize);
-        messages.last().map(|m| m.id.to_string())
-    } else {
-        None
-    };
+    let rows = chat::list(&app.db, user_id, &campaign_id, after, limit + 1).await?;
+    let (messages, next_cursor) = paged(rows, limit, |last| last.id.to_string());
     Ok(Page { messages, next_cursor })
 }

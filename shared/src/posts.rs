@@ -97,8 +97,11 @@ pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, Vali
 /// Checks every post of a request for every platform it names, without the database: the
 /// campaign, the times (given or laid out), the content per platform. `Err` for what concerns
 /// the whole request; per post and platform otherwise.
-fn plan(request: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<Result<Planned, Check>>, ValidationError> {
-    parse_campaign_id(request.campaign_id.trim())?;
+fn plan(
+    request: &ScheduleRequest,
+    now: DateTime<Utc>,
+) -> Result<(String, Vec<Result<Planned, Check>>), ValidationError> {
+    let campaign_id = parse_campaign_id(request.campaign_id.trim())?;
     if request.posts.is_empty() || request.posts.len() > MAX_POSTS_PER_REQUEST {
         return Err(ValidationError::new("posts", format!("send 1 to {MAX_POSTS_PER_REQUEST} posts")));
     }
@@ -172,7 +175,7 @@ fn plan(request: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<Result<Plan
             }
         }
     }
-    Ok(planned)
+    Ok((campaign_id, planned))
 }
 
 /// A given time must be ahead (within a grace for clock skew) and within a year.
@@ -189,7 +192,7 @@ fn check_time(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Va
 /// The dry run of [`schedule`]: what each post would be on each platform, nothing stored and no
 /// connection required. `Err` only for what concerns the whole request.
 pub fn validate(request: &ScheduleRequest) -> Result<Vec<Check>, Error> {
-    let planned = plan(request, Utc::now())?;
+    let (_, planned) = plan(request, Utc::now())?;
     Ok(planned
         .into_iter()
         .map(|planned| match planned {
@@ -211,10 +214,10 @@ pub fn validate(request: &ScheduleRequest) -> Result<Vec<Check>, Error> {
 /// the first problem, naming the post, the platform and the field. Posts due within the
 /// lookahead are pushed into the queue at once.
 pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Result<Vec<post::Model>, Error> {
-    let campaign_id = parse_campaign_id(request.campaign_id.trim())?;
     let now = Utc::now();
+    let (campaign_id, checked) = plan(&request, now)?;
     let mut planned = Vec::new();
-    for result in plan(&request, now)? {
+    for result in checked {
         match result {
             Ok(p) => planned.push(p),
             Err(Check { error: Some(error), .. }) => return Err(error.into()),
@@ -263,9 +266,7 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
     }
     posts::insert_all(&app.db, rows.clone()).await?;
     tracing::info!(post.group_id = %group_id, posts = rows.len(), "posts scheduled");
-    let horizon = Utc::now() + app.settings.worker.dispatch.lookahead;
-    let soon: Vec<String> = rows.iter().filter(|r| r.scheduled_time <= horizon).map(|r| r.id.clone()).collect();
-    dispatch_soon(app, &soon).await;
+    dispatch_soon(app, rows.iter().map(|r| (r.id.as_str(), r.scheduled_time))).await;
     Ok(rows)
 }
 
@@ -290,14 +291,16 @@ async fn usable_connection(app: &App, user_id: &str, platform: Platform) -> Resu
     Ok(connection.id)
 }
 
-/// Pushes posts that are due within the lookahead now, rather than at the dispatcher's next
-/// round. A failure only delays them: the rows are stored, and every worker's dispatcher pushes
-/// them once the queue answers.
-async fn dispatch_soon(app: &App, ids: &[String]) {
+/// Pushes the posts (id, due time) that are due within the lookahead now, rather than at the
+/// dispatcher's next round; later ones are left to it. A failure only delays them: the rows are
+/// stored, and every worker's dispatcher pushes them once the queue answers.
+async fn dispatch_soon<'a>(app: &App, posts: impl IntoIterator<Item = (&'a str, DateTime<Utc>)>) {
+    let horizon = Utc::now() + app.settings.worker.dispatch.lookahead;
+    let ids: Vec<String> = posts.into_iter().filter(|(_, due)| *due <= horizon).map(|(id, _)| id.to_owned()).collect();
     if ids.is_empty() {
         return;
     }
-    if let Err(error) = dispatch::dispatch(app, Some(ids)).await {
+    if let Err(error) = dispatch::dispatch(app, Some(&ids)).await {
         tracing::warn!(error = %error, posts = ids.len(), "could not push posts due soon; the dispatcher will");
     }
 }
@@ -307,10 +310,31 @@ pub async fn get(app: &App, user_id: &str, post_id: &str) -> Result<post::Model,
     posts::find_for_user(&app.db, user_id, post_id).await?.ok_or(Error::NotFound("post"))
 }
 
-/// Posts per page by default, and at most.
+/// Items per page of a listing by default (posts, chat messages).
 pub const DEFAULT_PAGE: u64 = 100;
-/// Most posts one page may hold.
+/// Most items one page may hold.
 pub const MAX_PAGE: u64 = 500;
+
+/// The page size asked for, checked: [`DEFAULT_PAGE`] when absent, 1 to [`MAX_PAGE`].
+pub fn page_size(limit: Option<u64>) -> Result<u64, ValidationError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ValidationError::new("limit", format!("must be 1 to {MAX_PAGE}")));
+    }
+    Ok(limit)
+}
+
+/// A page out of `rows`, read with `limit + 1`: the first `limit`, and the cursor of the last of
+/// them when there was more.
+pub fn paged<T>(mut rows: Vec<T>, limit: u64, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if rows.len() <= limit {
+        return (rows, None);
+    }
+    rows.truncate(limit);
+    let cursor = rows.last().map(cursor_of);
+    (rows, cursor)
+}
 
 /// A listing as asked for: filters as received, a page size and the cursor of the page before.
 #[derive(Debug, Clone, Default)]
@@ -362,10 +386,7 @@ pub async fn list(app: &App, user_id: &str, request: ListRequest) -> Result<Page
         ),
         None => None,
     };
-    let limit = request.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ValidationError::new("limit", format!("must be 1 to {MAX_PAGE}")).into());
-    }
+    let limit = page_size(request.limit)?;
     let bad_cursor = || ValidationError::new("cursor", "is not a cursor this API gave");
     let after = match &request.cursor {
         None => None,
@@ -386,17 +407,12 @@ pub async fn list(app: &App, user_id: &str, request: ListRequest) -> Result<Page
         updated_since: time("updated_since", &request.updated_since)?,
         after,
     };
-    let mut rows = posts::list(&app.db, user_id, &filter, limit + 1).await?;
-    let next_cursor = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| {
-            let nanos = last.scheduled_time.timestamp_nanos_opt().unwrap_or_default();
-            engine.encode(format!("{nanos}|{}", last.id))
-        })
-    } else {
-        None
-    };
-    Ok(Page { posts: rows, next_cursor })
+    let rows = posts::list(&app.db, user_id, &filter, limit + 1).await?;
+    let (posts, next_cursor) = paged(rows, limit, |last| {
+        let nanos = last.scheduled_time.timestamp_nanos_opt().unwrap_or_default();
+        engine.encode(format!("{nanos}|{}", last.id))
+    });
+    Ok(Page { posts, next_cursor })
 }
 
 /// Why a post could not be changed: it does not exist for this user, or it is past waiting.
@@ -468,8 +484,8 @@ pub async fn edit(app: &App, user_id: &str, post_id: &str, change: PostEdit) -> 
             posts::Edit { content: content.text().to_owned(), hashtags: content.hashtags().to_vec(), scheduled_time };
         if posts::edit(&app.db, user_id, post_id, row.updated_at, new_time.is_some(), update).await? {
             tracing::info!(post.id = %post_id, moved = new_time.is_some(), "post edited");
-            if scheduled_time <= Utc::now() + app.settings.worker.dispatch.lookahead && new_time.is_some() {
-                dispatch_soon(app, &[post_id.to_owned()]).await;
+            if new_time.is_some() {
+                dispatch_soon(app, [(post_id, scheduled_time)]).await;
             }
             return get(app, user_id, post_id).await;
         }
@@ -506,27 +522,23 @@ pub async fn retry(app: &App, user_id: &str, post_id: &str, request: RetryReques
                         .into(),
             });
         }
-        status => {
-            return Err(Error::Conflict {
-                code: "not_retryable",
-                message: format!("only failed or unknown posts can be retried; this one is {status}"),
-            });
-        }
+        status => return Err(not_retryable(status)),
     }
     // Through the account connected now (a reconnect after the failure made a new connection).
     let connection_id = usable_connection(app, user_id, row.platform).await?;
     if !posts::retry(&app.db, user_id, post_id, connection_id, at, request.confirm_not_published).await? {
-        let status = get(app, user_id, post_id).await?.status;
-        return Err(Error::Conflict {
-            code: "not_retryable",
-            message: format!("only failed or unknown posts can be retried; this one is {status}"),
-        });
+        return Err(not_retryable(get(app, user_id, post_id).await?.status));
     }
     tracing::info!(post.id = %post_id, "post retried");
-    if at <= Utc::now() + app.settings.worker.dispatch.lookahead {
-        dispatch_soon(app, &[post_id.to_owned()]).await;
-    }
+    dispatch_soon(app, [(post_id, at)]).await;
     get(app, user_id, post_id).await
+}
+
+fn not_retryable(status: PostStatus) -> Error {
+    Error::Conflict {
+        code: "not_retryable",
+        message: format!("only failed or unknown posts can be retried; this one is {status}"),
+    }
 }
 
 /// Publishes a waiting post now instead of at its time. A job pushed for its old time finds it
@@ -536,7 +548,7 @@ pub async fn publish_now(app: &App, user_id: &str, post_id: &str) -> Result<post
     if !posts::make_due(&app.db, user_id, post_id, now).await? {
         return Err(not_waiting(app, user_id, post_id, "published now").await);
     }
-    dispatch_soon(app, &[post_id.to_owned()]).await;
+    dispatch_soon(app, [(post_id, now)]).await;
     tracing::info!(post.id = %post_id, "post due now");
     get(app, user_id, post_id).await
 }

@@ -7,7 +7,7 @@ use crate::{
     App,
     db::{connections, entities::connection::Model},
     domain::{ConnectionStatus, Platform},
-    platforms::PlatformError,
+    platforms::{PlatformClient, PlatformError},
 };
 
 /// Why no usable token could be had.
@@ -39,11 +39,15 @@ pub struct AccessToken {
 pub fn without_refresh(app: &App, row: &Model) -> Option<AccessToken> {
     let client = app.platforms.get(row.platform)?;
     check_usable(row).ok()?;
-    let expiring = row.token_expires_at.is_some_and(|at| at <= Utc::now() + client.refresh_margin());
-    if expiring {
+    if expiring(client.as_ref(), row) {
         return None;
     }
     decrypted(app, row.clone()).ok()
+}
+
+/// Whether the row's access token expires within the platform's refresh margin.
+fn expiring(client: &dyn PlatformClient, row: &Model) -> bool {
+    row.token_expires_at.is_some_and(|at| at <= Utc::now() + client.refresh_margin())
 }
 
 /// Returns a usable access token for a connection, refreshing it when it expires within the
@@ -66,9 +70,8 @@ pub async fn access_token(
         .ok_or_else(|| TokenError::NotConnected(format!("{platform} is not configured on this server")))?;
     check_usable(&row)?;
     let fresh = |row: &Model| {
-        let expiring = row.token_expires_at.is_some_and(|at| at <= Utc::now() + client.refresh_margin());
         let refreshed_elsewhere = seen.is_some_and(|seen| seen != row.access_token);
-        (!force && !expiring) || (force && refreshed_elsewhere)
+        (!force && !expiring(client.as_ref(), row)) || (force && refreshed_elsewhere)
     };
     if fresh(&row) {
         return decrypted(app, row);

@@ -342,32 +342,6 @@ pub struct PostPage {
     pub next_cursor: Option<String>,
 }
 
-impl ListQuery {
-    fn request(self, campaign_id: Option<String>) -> posts::ListRequest {
-        posts::ListRequest {
-            campaign_id,
-            statuses: self.status.into_iter().collect(),
-            platform: self.platform,
-            from: self.from,
-            to: self.to,
-            updated_since: self.updated_since,
-            limit: self.limit,
-            cursor: self.cursor,
-        }
-    }
-}
-
-/// The query parameters every listing takes.
-struct ListQuery {
-    status: Option<String>,
-    platform: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    updated_since: Option<String>,
-    limit: Option<u64>,
-    cursor: Option<String>,
-}
-
 /// The user's posts counted by status.
 #[derive(Debug, Object)]
 pub struct Summary {
@@ -549,8 +523,9 @@ impl PostsApi {
         limit: Query<Option<u64>>,
         cursor: Query<Option<String>>,
     ) -> Result<Json<CampaignPosts>, ApiError> {
-        let query = ListQuery {
-            status: status.0,
+        let request = posts::ListRequest {
+            campaign_id: Some(campaign_id.0.clone()),
+            statuses: status.0.into_iter().collect(),
             platform: platform.0,
             from: from.0,
             to: to.0,
@@ -558,7 +533,7 @@ impl PostsApi {
             limit: limit.0,
             cursor: cursor.0,
         };
-        let page = posts::list(&app, &auth.0.id, query.request(Some(campaign_id.0.clone()))).await?;
+        let page = posts::list(&app, &auth.0.id, request).await?;
         Ok(Json(CampaignPosts {
             campaign_id: campaign_id.0,
             posts: page.posts.into_iter().map(Post::from).collect(),
@@ -585,8 +560,9 @@ impl PostsApi {
         limit: Query<Option<u64>>,
         cursor: Query<Option<String>>,
     ) -> Result<Json<PostPage>, ApiError> {
-        let query = ListQuery {
-            status: status.0,
+        let request = posts::ListRequest {
+            campaign_id: None,
+            statuses: status.0.into_iter().collect(),
             platform: platform.0,
             from: from.0,
             to: to.0,
@@ -594,7 +570,7 @@ impl PostsApi {
             limit: limit.0,
             cursor: cursor.0,
         };
-        let page = posts::list(&app, &auth.0.id, query.request(None)).await?;
+        let page = posts::list(&app, &auth.0.id, request).await?;
         Ok(Json(PostPage { posts: page.posts.into_iter().map(Post::from).collect(), next_cursor: page.next_cursor }))
     }
 
