@@ -73,22 +73,17 @@ pub async fn run(harness: &Harness) -> anyhow::Result<String> {
         "\n## scheduling: PostgreSQL, release api, rows = posts × 3 platforms\n\n\
          | load | rows | wall s | rows/s | p50 s | p99 s | max s |\n|---|---|---|---|---|---|---|\n",
     );
-    let best = large[0];
-    out.push_str(&format!(
-        "| 1 request of 1,000 posts (best of 3) | 3000 | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
-        best.as_secs_f64(),
-        rows(1000) / best.as_secs_f64(),
-        percentile(&large, 0.5).as_secs_f64(),
-        percentile(&large, 0.99).as_secs_f64(),
-        large[large.len() - 1].as_secs_f64()
-    ));
-    out.push_str(&format!(
-        "| 100 concurrent requests of 10 posts | 3000 | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} |\n",
-        wall.as_secs_f64(),
-        rows(1000) / wall.as_secs_f64(),
-        percentile(&small, 0.5).as_secs_f64(),
-        percentile(&small, 0.99).as_secs_f64(),
-        small[small.len() - 1].as_secs_f64()
-    ));
+    let mut row = |load: &str, wall: Duration, latencies: &[Duration]| {
+        out.push_str(&format!(
+            "| {load} | 3000 | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} |\n",
+            wall.as_secs_f64(),
+            rows(1000) / wall.as_secs_f64(),
+            percentile(latencies, 0.5).as_secs_f64(),
+            percentile(latencies, 0.99).as_secs_f64(),
+            latencies[latencies.len() - 1].as_secs_f64()
+        ));
+    };
+    row("1 request of 1,000 posts (best of 3)", large[0], &large);
+    row("100 concurrent requests of 10 posts", wall, &small);
     Ok(out)
 }

@@ -16,6 +16,11 @@ impl TestApp {
         self.db.execute_raw(Statement::from_string(self.db.get_database_backend(), sql.to_owned())).await.expect(sql);
     }
 
+    /// The rows a query returns.
+    pub async fn query(&self, sql: &str) -> Vec<sea_orm::QueryResult> {
+        self.db.query_all_raw(Statement::from_string(self.db.get_database_backend(), sql.to_owned())).await.expect(sql)
+    }
+
     /// Inserts `count` pending X posts spread round-robin over every user with an X connection,
     /// as the API stores them: the first due at `first`, the others `step_ms` apart, with texts
     /// `"{tag} {n}"` and ids `"{tag}-{n}"` (n from 1). PostgreSQL only.
@@ -40,14 +45,7 @@ impl TestApp {
 
     /// How many posts of the test are in each status.
     pub async fn posts_by_status(&self) -> HashMap<String, i64> {
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                "SELECT status, COUNT(*) AS n FROM scheduled_posts GROUP BY status",
-            ))
-            .await
-            .expect("count posts");
+        let rows = self.query("SELECT status, COUNT(*) AS n FROM scheduled_posts GROUP BY status").await;
         rows.iter()
             .map(|r| (r.try_get::<String>("", "status").expect("status"), r.try_get::<i64>("", "n").expect("n")))
             .collect()

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use chrono_tz::Tz;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tests::{Mode, TestApp};
 
@@ -37,13 +36,10 @@ async fn send_raw(
 
 async fn stored_rows(app: &TestApp) -> i64 {
     let row = app
-        .db
-        .query_one_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM scheduled_posts WHERE campaign_id <> 'sentinel'",
-        ))
+        .query("SELECT COUNT(*) AS n FROM scheduled_posts WHERE campaign_id <> 'sentinel'")
         .await
-        .expect("count")
+        .into_iter()
+        .next()
         .expect("row");
     row.try_get::<i64>("", "n").expect("n")
 }

@@ -19,32 +19,40 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response.headers().get(name).map(|v| v.to_str().unwrap_or_default().to_owned())
 }
 
+/// The browser's preflight of a schedule request with the frontend's headers, from `origin`.
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.http
+        .request(Method::OPTIONS, app.url("/api/v1/posts/schedule"))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization, content-type, idempotency-key")
+        .send()
+        .await
+        .expect("preflight")
+}
+
+/// Alice's connection status, asked from `origin`.
+async fn status_from(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/api/v1/auth/social/status"))
+        .header("Origin", origin)
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .expect("GET")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_origins_may_call_the_api_and_others_may_not() {
     let app = spawn().await;
     for origin in [FRONTEND, SECOND, app.base_url.as_str()] {
-        let preflight = app
-            .http
-            .request(Method::OPTIONS, app.url("/api/v1/posts/schedule"))
-            .header("Origin", origin)
-            .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization, content-type, idempotency-key")
-            .send()
-            .await
-            .expect("preflight");
+        let preflight = preflight(&app, origin).await;
         assert_eq!(preflight.status().as_u16(), 200, "{origin}");
         assert_eq!(header(&preflight, "access-control-allow-origin").as_deref(), Some(origin));
         let allowed = header(&preflight, "access-control-allow-headers").unwrap_or_default().to_lowercase();
         assert!(allowed.contains("authorization") && allowed.contains("idempotency-key"), "{allowed}");
 
-        let response = app
-            .http
-            .get(app.url("/api/v1/auth/social/status"))
-            .header("Origin", origin)
-            .bearer_auth(app.token("alice"))
-            .send()
-            .await
-            .expect("GET");
+        let response = status_from(&app, origin).await;
         assert_eq!(response.status().as_u16(), 200);
         assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some(origin));
         assert!(header(&response, "access-control-expose-headers").unwrap_or_default().contains("idempotent-replayed"));
@@ -52,26 +60,12 @@ async fn listed_origins_may_call_the_api_and_others_may_not() {
 
     // Any other origin: refused in the one error shape, with nothing a browser would accept.
     for origin in ["http://evil.test", "http://frontend.test:3001", "https://frontend.test:3000"] {
-        let preflight = app
-            .http
-            .request(Method::OPTIONS, app.url("/api/v1/posts/schedule"))
-            .header("Origin", origin)
-            .header("Access-Control-Request-Method", "POST")
-            .send()
-            .await
-            .expect("preflight");
+        let preflight = preflight(&app, origin).await;
         assert_eq!(preflight.status().as_u16(), 403, "{origin}");
         assert_eq!(header(&preflight, "access-control-allow-origin"), None);
         let body: serde_json::Value = preflight.json().await.expect("json");
         assert!(body["error"]["code"].is_string(), "{body}");
-        let response = app
-            .http
-            .get(app.url("/api/v1/auth/social/status"))
-            .header("Origin", origin)
-            .bearer_auth(app.token("alice"))
-            .send()
-            .await
-            .expect("GET");
+        let response = status_from(&app, origin).await;
         assert_eq!(header(&response, "access-control-allow-origin"), None, "{origin}");
         assert_eq!(response.status().as_u16(), 403);
     }

@@ -2,16 +2,11 @@
 //! fails, waiting posts failed as `not_connected`, and isolation between users.
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 use tests::{Fake, Mode, TestApp};
 
 async fn connection_rows(app: &TestApp) -> usize {
-    app.db
-        .query_all_raw(Statement::from_string(app.db.get_database_backend(), "SELECT id FROM social_media_connections"))
-        .await
-        .expect("query")
-        .len()
+    app.query("SELECT id FROM social_media_connections").await.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

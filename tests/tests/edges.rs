@@ -3,7 +3,6 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tests::{Fake, Mode, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -143,16 +142,11 @@ async fn oauth_state_and_redirect_rules() {
 
     // A state older than ten minutes is refused.
     let callback_url = app.consent(&app.initiate("bob", "twitter").await).await;
-    app.db
-        .execute_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            format!(
-                "UPDATE oauth_states SET expires_at = '{}'",
-                (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339()
-            ),
-        ))
-        .await
-        .expect("age state");
+    app.exec(&format!(
+        "UPDATE oauth_states SET expires_at = '{}'",
+        (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339()
+    ))
+    .await;
     let (status, html) = app.callback(&callback_url).await;
     assert_eq!(status, 400);
     assert!(html.contains("longer than 10 minutes"), "{html}");

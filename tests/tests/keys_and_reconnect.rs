@@ -1,7 +1,6 @@
 //! Reconnecting (same account, another account, a token answer without a refresh token) and key
 //! rotation with `rotate-keys`.
 
-use sea_orm::{ConnectionTrait, Statement};
 use shared::{
     App,
     app::Schema,
@@ -11,14 +10,7 @@ use shared::{
 use tests::{Mode, TestApp};
 
 async fn secrets(app: &TestApp) -> Vec<(i64, String, Option<String>)> {
-    let rows = app
-        .db
-        .query_all_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT id, access_token, refresh_token FROM social_media_connections ORDER BY id",
-        ))
-        .await
-        .expect("query");
+    let rows = app.query("SELECT id, access_token, refresh_token FROM social_media_connections ORDER BY id").await;
     rows.iter()
         .map(|r| {
             (
@@ -78,13 +70,10 @@ async fn rotate_keys_reencrypts_everything_and_resumes() {
         new.encrypt(&old.decrypt(access).expect("a")),
         new.encrypt(&old.decrypt(refresh.as_deref().expect("r")).expect("r")),
     );
-    app.db
-        .execute_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            format!("UPDATE social_media_connections SET access_token = '{a}', refresh_token = '{r}' WHERE id = {id}"),
-        ))
-        .await
-        .expect("partial rotation");
+    app.exec(&format!(
+        "UPDATE social_media_connections SET access_token = '{a}', refresh_token = '{r}' WHERE id = {id}"
+    ))
+    .await;
 
     let mut settings: Settings = app.settings.clone();
     settings.token_encryption_keys = Secret::new(format!("{new_key},{old_key}"));

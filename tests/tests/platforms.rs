@@ -6,26 +6,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tests::{Fake, Mode, TestApp, captured_logs, fake_facebook, fake_instagram, fake_linkedin, fake_tiktok};
 
 const PLATFORMS: [&str; 4] = ["linkedin", "tiktok", "facebook", "instagram"];
 
-async fn exec(app: &TestApp, sql: &str) {
-    app.db.execute_raw(Statement::from_string(app.db.get_database_backend(), sql.to_owned())).await.expect(sql);
-}
-
 /// Stored secret columns of every connection row.
 async fn stored_secrets(app: &TestApp) -> Vec<String> {
-    let rows = app
-        .db
-        .query_all_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT access_token, COALESCE(refresh_token, '') AS r, COALESCE(page_access_token, '') AS p FROM social_media_connections",
-        ))
-        .await
-        .expect("query");
+    let rows = app.query("SELECT access_token, COALESCE(refresh_token, '') AS r, COALESCE(page_access_token, '') AS p FROM social_media_connections").await;
     rows.iter()
         .flat_map(|row| ["access_token", "r", "p"].map(|c| row.try_get::<String>("", c).expect("column")))
         .collect()
@@ -33,15 +21,7 @@ async fn stored_secrets(app: &TestApp) -> Vec<String> {
 
 /// The access- and refresh-token ciphertexts of a platform's connection.
 async fn ciphertext(app: &TestApp, platform: &str) -> (String, String) {
-    let row = app
-        .db
-        .query_one_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            format!("SELECT access_token, COALESCE(refresh_token, '') AS r FROM social_media_connections WHERE platform = '{platform}'"),
-        ))
-        .await
-        .expect("query")
-        .expect("row");
+    let row = app.query(&format!("SELECT access_token, COALESCE(refresh_token, '') AS r FROM social_media_connections WHERE platform = '{platform}'")).await.into_iter().next().expect("row");
     (row.try_get::<String>("", "access_token").expect("a"), row.try_get::<String>("", "r").expect("r"))
 }
 
@@ -208,9 +188,9 @@ async fn linkedin_publishes_with_the_posts_api_and_reports_expiry() {
             (Utc::now() + chrono::Duration::days(days)).to_rfc3339()
         )
     };
-    exec(&app, &set_expiry(3)).await;
+    app.exec(&set_expiry(3)).await;
     assert_eq!(status_of(&app, "alice", "linkedin").await["status"], "expiring");
-    exec(&app, &set_expiry(-1)).await;
+    app.exec(&set_expiry(-1)).await;
     assert_eq!(status_of(&app, "alice", "linkedin").await["status"], "expired");
     // The sweep marks it expired in the database, with a reason.
     tests::wait_until(Duration::from_secs(10), "the sweep to mark LinkedIn expired", || async {
@@ -239,13 +219,10 @@ async fn refresh_rotation_and_revocation_per_platform() {
     // once it is a day old.
     app.instagram.advance(chrono::Duration::days(2));
     for (platform, minutes) in [("tiktok", 5), ("linkedin", 60 * 24), ("instagram", 60 * 24)] {
-        exec(
-            &app,
-            &format!(
-                "UPDATE social_media_connections SET token_expires_at = '{}' WHERE platform = '{platform}'",
-                (Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
-            ),
-        )
+        app.exec(&format!(
+            "UPDATE social_media_connections SET token_expires_at = '{}' WHERE platform = '{platform}'",
+            (Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
+        ))
         .await;
     }
     tests::wait_until(Duration::from_secs(15), "the sweep to refresh three platforms", || async {
@@ -266,13 +243,10 @@ async fn refresh_rotation_and_revocation_per_platform() {
     let current = ciphertext(&app, "tiktok").await;
     app.tiktok.script_token(503, "<html>down</html>".into(), "text/html", Duration::ZERO);
     let refreshes = app.tiktok.requests_to("/v2/oauth/token/").len();
-    exec(
-        &app,
-        &format!(
-            "UPDATE social_media_connections SET token_expires_at = '{}' WHERE platform = 'tiktok'",
-            (Utc::now() + chrono::Duration::minutes(5)).to_rfc3339()
-        ),
-    )
+    app.exec(&format!(
+        "UPDATE social_media_connections SET token_expires_at = '{}' WHERE platform = 'tiktok'",
+        (Utc::now() + chrono::Duration::minutes(5)).to_rfc3339()
+    ))
     .await;
     tests::wait_until(Duration::from_secs(15), "a failed and then a successful TikTok refresh", || async {
         (app.tiktok.requests_to("/v2/oauth/token/").len() >= refreshes + 2).then_some(())
@@ -287,7 +261,7 @@ async fn refresh_rotation_and_revocation_per_platform() {
 
     // LinkedIn too refuses a refresh token it has replaced: the connection says so.
     assert_eq!(app.linkedin.spent_refresh_tokens().len(), 1);
-    exec(&app, &format!(
+    app.exec(&format!(
         "UPDATE social_media_connections SET refresh_token = '{}', token_expires_at = '{}' WHERE platform = 'linkedin'",
         before_linkedin.1,
         (Utc::now() + chrono::Duration::hours(1)).to_rfc3339()
@@ -302,7 +276,7 @@ async fn refresh_rotation_and_revocation_per_platform() {
 
     // A reused TikTok refresh token is refused: the connection is marked expired with TikTok's
     // words, and the refresh is not retried.
-    exec(&app, &format!(
+    app.exec(&format!(
         "UPDATE social_media_connections SET refresh_token = '{}', token_expires_at = '{}' WHERE platform = 'tiktok'",
         // A refresh token TikTok already rotated away.
         first_refresh,

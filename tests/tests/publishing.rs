@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tests::{Fake, Mode, TestApp};
 
@@ -20,15 +19,11 @@ async fn schedule(app: &TestApp, user: &str, content: &str, at: chrono::DateTime
     body["posts"][0]["id"].as_str().expect("id").to_owned()
 }
 
-async fn exec(app: &TestApp, sql: &str) {
-    app.db.execute_raw(Statement::from_string(app.db.get_database_backend(), sql.to_owned())).await.expect(sql);
-}
-
 /// Makes the stored access token expire at `now + offset`, with X already refusing it.
 async fn expire_token(app: &TestApp, offset: chrono::Duration) {
     app.x.expire_access_tokens();
     let at = (Utc::now() + offset).to_rfc3339();
-    exec(app, &format!("UPDATE social_media_connections SET token_expires_at = '{at}'")).await;
+    app.exec(&format!("UPDATE social_media_connections SET token_expires_at = '{at}'")).await;
 }
 
 /// Alice's line of `/status` for X.
@@ -44,15 +39,7 @@ async fn twitter_status(app: &TestApp) -> Value {
 }
 
 async fn stored_refresh_token(app: &TestApp) -> String {
-    let row = app
-        .db
-        .query_one_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT refresh_token FROM social_media_connections",
-        ))
-        .await
-        .expect("query")
-        .expect("row");
+    let row = app.query("SELECT refresh_token FROM social_media_connections").await.into_iter().next().expect("row");
     row.try_get::<String>("", "refresh_token").expect("refresh token")
 }
 
@@ -107,7 +94,7 @@ async fn refused_refresh_marks_the_connection_expired_and_fails_the_post() {
     expire_token(&app, chrono::Duration::minutes(-1)).await;
     let first = schedule(&app, "alice", "first", Utc::now()).await;
     assert_eq!(app.wait_for_post("alice", &first, TERMINAL, Duration::from_secs(30)).await["status"], "posted");
-    exec(&app, &format!("UPDATE social_media_connections SET refresh_token = '{old}'")).await;
+    app.exec(&format!("UPDATE social_media_connections SET refresh_token = '{old}'")).await;
     expire_token(&app, chrono::Duration::minutes(-1)).await;
     let second = schedule(&app, "alice", "second", Utc::now()).await;
     let post = app.wait_for_post("alice", &second, TERMINAL, Duration::from_secs(30)).await;
@@ -224,14 +211,11 @@ async fn a_post_orphaned_while_publishing_becomes_unknown_and_is_not_resent() {
     let now = Utc::now();
     let stale_at = (now + chrono::Duration::seconds(2)).to_rfc3339();
     for (id, phase) in [(&sent, "'sending'"), (&unsent, "NULL")] {
-        exec(
-            &app,
-            &format!(
-                "UPDATE scheduled_posts SET status = 'publishing', claim_token = 'dead-{id}', claimed_at = '{}', \
+        app.exec(&format!(
+            "UPDATE scheduled_posts SET status = 'publishing', claim_token = 'dead-{id}', claimed_at = '{}', \
                  due_at = '{stale_at}', publish_phase = {phase} WHERE id = '{id}'",
-                now.to_rfc3339()
-            ),
-        )
+            now.to_rfc3339()
+        ))
         .await;
     }
     let post = app.wait_for_post("alice", &sent, &["unknown", "posted", "failed"], Duration::from_secs(20)).await;
@@ -262,14 +246,7 @@ async fn an_outcome_whose_claim_was_taken_meanwhile_is_not_written_and_is_counte
         tests::log_lines_with(&post_id).iter().any(|line| line.contains("publish outcome not recorded")).then_some(())
     })
     .await;
-    let rows = app
-        .db
-        .query_all_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            format!("SELECT status, claim_token FROM scheduled_posts WHERE id = '{post_id}'"),
-        ))
-        .await
-        .expect("row");
+    let rows = app.query(&format!("SELECT status, claim_token FROM scheduled_posts WHERE id = '{post_id}'")).await;
     let status: String = rows[0].try_get("", "status").expect("status");
     let token: String = rows[0].try_get("", "claim_token").expect("token");
     assert_eq!((status.as_str(), token.as_str()), ("publishing", "someone-else"));

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 use tests::{Fake, Mode, TestApp, captured_logs, fake_x};
 
@@ -16,13 +15,8 @@ fn in_seconds(secs: i64) -> String {
 /// Every stored secret column of every connection row, as text.
 async fn stored_secrets(app: &TestApp) -> Vec<String> {
     let rows = app
-        .db
-        .query_all_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT access_token, COALESCE(refresh_token, '') AS refresh_token FROM social_media_connections",
-        ))
-        .await
-        .expect("query connections");
+        .query("SELECT access_token, COALESCE(refresh_token, '') AS refresh_token FROM social_media_connections")
+        .await;
     rows.iter()
         .flat_map(|row| {
             [

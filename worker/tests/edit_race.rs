@@ -9,7 +9,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 use tests::{TestApp, wait_until};
 
@@ -23,14 +22,7 @@ async fn every_edit_racing_a_claim_either_wins_or_is_refused() {
     let first = Utc::now() + chrono::Duration::seconds(4);
     // Spread over four seconds, so claims happen all along the edits.
     app.insert_x_posts("race", posts, first, 50).await;
-    let rows = app
-        .db
-        .query_all_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT id, user_id, due_at FROM scheduled_posts".to_owned(),
-        ))
-        .await
-        .expect("rows");
+    let rows = app.query("SELECT id, user_id, due_at FROM scheduled_posts").await;
     let log = std::env::temp_dir().join(format!("herald-edit-race-{}.log", std::process::id()));
     let out = std::fs::File::create(&log).expect("log");
     let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{ConnectionTrait, Statement};
 use tests::{Fake, TestApp, wait_until};
 
 /// Jobs each worker process runs at once.
@@ -79,14 +78,7 @@ async fn a_worker_killed_mid_herd_sends_nothing_twice_and_leaves_nothing_waiting
     // each (that is why it is unknown). The kill came within a poll (50 ms) of X receiving a
     // request it answers after 300 ms, so at least that one was on the wire.
     assert!((1..=CONCURRENCY as i64).contains(&unknown), "{unknown} unknown posts, concurrency {CONCURRENCY}");
-    let rows = app
-        .db
-        .query_all_raw(Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT post_content, status, publish_phase FROM scheduled_posts",
-        ))
-        .await
-        .expect("post rows");
+    let rows = app.query("SELECT post_content, status, publish_phase FROM scheduled_posts").await;
     let mut seen_unknown = 0;
     for row in &rows {
         let content: String = row.try_get("", "post_content").expect("content");
