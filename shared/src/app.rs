@@ -60,6 +60,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Writes the `posted` outcomes of this process's publish attempts in batches.
     pub posted: crate::publish::PostedWriter,
+    /// Fetches users' media under the address rules.
+    pub media: crate::media::MediaFetcher,
 }
 
 /// How strict start-up is about the schema.
@@ -116,6 +118,7 @@ impl App {
             locks,
             metrics: Metrics::default(),
             posted: crate::publish::PostedWriter::default(),
+            media: crate::media::MediaFetcher::new(settings.media.allow_private, settings.media.fetch_timeout),
             settings,
         }))
     }

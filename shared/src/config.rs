@@ -175,6 +175,21 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Worker tuning.
     pub worker: WorkerSettings,
+    /// Media fetching and multi-step publishing.
+    pub media: MediaSettings,
+}
+
+/// Media fetching and the waits of multi-step publishing (DESIGN §10, §12).
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// Lifts the address rules: plain `http` and private addresses allowed (`MEDIA_ALLOW_PRIVATE`,
+    /// tests and local use only).
+    pub allow_private: bool,
+    /// Total time of one media fetch (`MEDIA_FETCH_TIMEOUT_SECS`, default 600).
+    pub fetch_timeout: Duration,
+    /// The longest a post waits on a platform's processing before it fails, or, past the point
+    /// of no return, becomes `unknown` (`PUBLISH_MAX_WAIT_SECS`, default 3600).
+    pub max_wait: Duration,
 }
 
 /// Reads variables from a source; the process environment in production.
@@ -312,6 +327,11 @@ impl Settings {
                         parse_or(&env, "DISPATCH_REDISPATCH_AFTER_SECS", 60u64)?.max(1),
                     ),
                 },
+            },
+            media: MediaSettings {
+                allow_private: parse_or(&env, "MEDIA_ALLOW_PRIVATE", false)?,
+                fetch_timeout: Duration::from_secs(parse_or(&env, "MEDIA_FETCH_TIMEOUT_SECS", 600u64)?.max(1)),
+                max_wait: Duration::from_secs(parse_or(&env, "PUBLISH_MAX_WAIT_SECS", 3600u64)?.max(1)),
             },
         })
     }

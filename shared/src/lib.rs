@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod keys;
 pub mod layout;
 pub mod locks;
+pub mod media;
 pub mod platforms;
 pub mod telemetry;
 

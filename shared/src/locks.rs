@@ -1,5 +1,6 @@
 //! Locks shared by every process: per-connection refresh locks, so concurrent refreshes never burn
-//! a single-use refresh token, and named leases, so one dispatcher at a time feeds the queue.
+//! a single-use refresh token, named leases, so one dispatcher at a time feeds the queue, and
+//! sliding-window budgets, so every worker together keeps under a platform's per-account limits.
 //!
 //! In production a lock is a Redis key (`SET NX PX`) shared by every worker and api process,
 //! released only by its holder. In the embedded default one process does everything, so an
@@ -28,9 +29,29 @@ pub struct LockError(String);
 pub enum RefreshLocks {
     /// Redis keys `{prefix}:lock:refresh:{connection_id}` and `{prefix}:lock:{lease}`.
     Redis { conn: ConnectionManager, prefix: String },
-    /// One mutex per lock name in this process.
-    Local(Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>),
+    /// One mutex per lock name, and one window per budget, in this process.
+    Local(Arc<LocalLocks>),
 }
+
+/// The embedded default's locks and budget windows.
+#[derive(Debug, Default)]
+pub struct LocalLocks {
+    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    windows: std::sync::Mutex<HashMap<String, std::collections::VecDeque<i64>>>,
+}
+
+/// Takes one slot of a sliding-window budget: `KEYS[1]` a sorted set of slot times (ms), `ARGV`
+/// now, the window (ms), the limit and a unique member. Returns 0 when taken, otherwise the
+/// milliseconds until the oldest slot leaves the window.
+const TAKE_SLOT: &str = "\
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, oldest[2] + ARGV[2] - ARGV[1])";
 
 impl std::fmt::Debug for RefreshLocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,8 +78,44 @@ impl RefreshLocks {
         RefreshLocks::Local(Arc::default())
     }
 
-    fn local_mutex(map: &std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>, name: String) -> Arc<Mutex<()>> {
-        map.lock().expect("lock map is never poisoned").entry(name).or_default().clone()
+    fn local_mutex(local: &LocalLocks, name: String) -> Arc<Mutex<()>> {
+        local.locks.lock().expect("lock map is never poisoned").entry(name).or_default().clone()
+    }
+
+    /// Takes one of `limit` slots of the budget `name` over a sliding `window` (X: 100 posts per
+    /// 15 minutes per account). `None` when taken; otherwise how long until a slot frees.
+    pub async fn take_slot(&self, name: &str, limit: u32, window: Duration) -> Result<Option<Duration>, LockError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let window_ms = window.as_millis() as i64;
+        match self {
+            RefreshLocks::Local(local) => {
+                let mut windows = local.windows.lock().expect("window map is never poisoned");
+                let slots = windows.entry(name.to_owned()).or_default();
+                while slots.front().is_some_and(|at| *at <= now - window_ms) {
+                    slots.pop_front();
+                }
+                if slots.len() < limit as usize {
+                    slots.push_back(now);
+                    return Ok(None);
+                }
+                let wait = slots.front().map_or(1, |oldest| (oldest + window_ms - now).max(1));
+                Ok(Some(Duration::from_millis(wait as u64)))
+            }
+            RefreshLocks::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let member = uuid::Uuid::new_v4().simple().to_string();
+                let wait: i64 = redis::Script::new(TAKE_SLOT)
+                    .key(format!("{prefix}:budget:{name}"))
+                    .arg(now)
+                    .arg(window_ms)
+                    .arg(limit)
+                    .arg(member)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| LockError(e.to_string()))?;
+                Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+            }
+        }
     }
 
     /// Waits for the refresh lock of a connection.

@@ -9,8 +9,9 @@ use crate::{
     App, Error,
     db::{connections, entities::post, posts},
     dispatch,
-    domain::{ConnectionStatus, Platform, PostContent, PostStatus, ValidationError, max_length},
+    domain::{ConnectionStatus, Platform, PostContent, PostOptions, PostStatus, ValidationError, max_length},
     layout::{Layout, SchedulingOptions},
+    media,
 };
 
 /// How far in the past a `scheduled_time` may be (clock skew, slow clients); it then runs now.
@@ -31,6 +32,8 @@ pub struct PostDraft {
     pub hashtags: Vec<String>,
     /// Media URLs.
     pub media_urls: Vec<String>,
+    /// Per-platform choices.
+    pub options: PostOptions,
 }
 
 /// A scheduling request, as received (DESIGN §13).
@@ -70,6 +73,58 @@ struct Planned {
     platform: Platform,
     content: PostContent,
     scheduled_time: DateTime<Utc>,
+    media_urls: Vec<String>,
+    options: PostOptions,
+}
+
+/// TikTok's privacy levels (PLATFORMS.md §5.3).
+const TIKTOK_PRIVACY: [&str; 4] = ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"];
+
+/// Checks a post's media URLs (the address rules and the count and kinds `platform` takes, as
+/// far as the URLs tell) and its options; returns the URLs as stored.
+pub fn check_media(
+    platform: Platform,
+    urls: &[String],
+    options: &PostOptions,
+    allow_private: bool,
+) -> Result<Vec<String>, ValidationError> {
+    if urls.len() > media::MAX_MEDIA_PER_POST {
+        return Err(ValidationError::new(
+            "media_urls",
+            format!("send at most {} media URLs", media::MAX_MEDIA_PER_POST),
+        ));
+    }
+    let mut formats = Vec::with_capacity(urls.len());
+    let mut stored = Vec::with_capacity(urls.len());
+    for (i, text) in urls.iter().enumerate() {
+        let (url, format) = media::parse_url(text, allow_private)
+            .map_err(|reason| ValidationError::new(format!("media_urls[{i}]"), reason))?;
+        formats.push(format);
+        stored.push(url.to_string());
+    }
+    let story = match options.instagram_share_as.as_deref() {
+        None | Some("feed") => false,
+        Some("story") => true,
+        Some(other) => {
+            return Err(ValidationError::new(
+                "options.instagram_share_as",
+                format!("`{other}` is not `feed` or `story`"),
+            ));
+        }
+    };
+    if let Some(level) = &options.tiktok_privacy_level
+        && !TIKTOK_PRIVACY.contains(&level.as_str())
+    {
+        return Err(ValidationError::new(
+            "options.tiktok_privacy_level",
+            format!("`{level}` is not one of {}", TIKTOK_PRIVACY.join(", ")),
+        ));
+    }
+    if platform == Platform::Instagram && story && formats.len() != 1 {
+        return Err(ValidationError::new("media_urls", "an Instagram story is one image or one video"));
+    }
+    media::Limits::of(platform).check(platform, &formats)?;
+    Ok(stored)
 }
 
 /// Checks a campaign id: 1–128 characters of letters, digits, `-`, `_`, `.` and `:`.
@@ -100,6 +155,7 @@ pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, Vali
 fn plan(
     request: &ScheduleRequest,
     now: DateTime<Utc>,
+    allow_private: bool,
 ) -> Result<(String, Vec<Result<Planned, Check>>), ValidationError> {
     let campaign_id = parse_campaign_id(request.campaign_id.trim())?;
     if request.posts.is_empty() || request.posts.len() > MAX_POSTS_PER_REQUEST {
@@ -131,11 +187,6 @@ fn plan(
                 continue;
             }
         };
-        if !draft.media_urls.is_empty() {
-            let error = ValidationError::new("media_urls", "media publishing is not available yet; send text posts");
-            planned.push(Err(refused(None, error)));
-            continue;
-        }
         let mut platforms: Vec<Platform> = Vec::new();
         for name in &draft.platforms {
             match Platform::parse(name) {
@@ -149,16 +200,23 @@ fn plan(
             planned.push(Err(refused(None, ValidationError::new("platforms", "name at least one platform"))));
         }
         for platform in platforms {
-            if matches!(platform, Platform::Instagram | Platform::Tiktok) {
-                let error = ValidationError::new(
-                    "media_urls",
-                    format!("{platform} posts need an image or a video, and media publishing is not available yet"),
-                );
-                planned.push(Err(refused(Some(platform), error)));
-                continue;
-            }
-            match PostContent::parse(platform, &draft.content, &draft.hashtags) {
-                Ok(content) => planned.push(Ok(Planned { index, platform, content, scheduled_time: time })),
+            let media_urls = match check_media(platform, &draft.media_urls, &draft.options, allow_private) {
+                Ok(urls) => urls,
+                Err(error) => {
+                    planned.push(Err(refused(Some(platform), error)));
+                    continue;
+                }
+            };
+            let has_media = !media_urls.is_empty();
+            match PostContent::parse_with_media(platform, &draft.content, &draft.hashtags, has_media) {
+                Ok(content) => planned.push(Ok(Planned {
+                    index,
+                    platform,
+                    content,
+                    scheduled_time: time,
+                    media_urls,
+                    options: draft.options.clone(),
+                })),
                 Err(error) => {
                     let mut check = refused(Some(platform), error);
                     check.length = Some(
@@ -191,8 +249,8 @@ fn check_time(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Va
 
 /// The dry run of [`schedule`]: what each post would be on each platform, nothing stored and no
 /// connection required. `Err` only for what concerns the whole request.
-pub fn validate(request: &ScheduleRequest) -> Result<Vec<Check>, Error> {
-    let (_, planned) = plan(request, Utc::now())?;
+pub fn validate(request: &ScheduleRequest, allow_private: bool) -> Result<Vec<Check>, Error> {
+    let (_, planned) = plan(request, Utc::now(), allow_private)?;
     Ok(planned
         .into_iter()
         .map(|planned| match planned {
@@ -215,7 +273,7 @@ pub fn validate(request: &ScheduleRequest) -> Result<Vec<Check>, Error> {
 /// lookahead are pushed into the queue at once.
 pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Result<Vec<post::Model>, Error> {
     let now = Utc::now();
-    let (campaign_id, checked) = plan(&request, now)?;
+    let (campaign_id, checked) = plan(&request, now, app.settings.media.allow_private)?;
     let mut planned = Vec::new();
     for result in checked {
         match result {
@@ -227,7 +285,7 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
     let group_id = uuid::Uuid::new_v4().to_string();
     let mut rows = Vec::with_capacity(planned.len());
     let mut accounts: Vec<(Platform, i64)> = Vec::new();
-    for Planned { index: _, platform, content, scheduled_time } in planned {
+    for Planned { index: _, platform, content, scheduled_time, media_urls, options } in planned {
         let connection_id = match accounts.iter().find(|(p, _)| *p == platform) {
             Some((_, id)) => *id,
             None => {
@@ -244,7 +302,7 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
             social_connection_id: Some(connection_id),
             platform,
             post_content: content.text().to_owned(),
-            media_urls: serde_json::json!([]),
+            media_urls: serde_json::Value::from(media_urls),
             hashtags: serde_json::Value::from(content.hashtags().to_vec()),
             scheduled_time,
             status: PostStatus::Pending,
@@ -262,6 +320,8 @@ pub async fn schedule(app: &App, user_id: &str, request: ScheduleRequest) -> Res
             claimed_at: None,
             publish_phase: None,
             publish_state: None,
+            publish_options: (options != PostOptions::default())
+                .then(|| serde_json::to_value(&options).unwrap_or_default()),
         });
     }
     posts::insert_all(&app.db, rows.clone()).await?;
@@ -463,9 +523,6 @@ pub async fn edit(app: &App, user_id: &str, post_id: &str, change: PostEdit) -> 
             ValidationError::new("body", "name at least one of content, hashtags, media_urls, scheduled_time").into()
         );
     }
-    if change.media_urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
-        return Err(ValidationError::new("media_urls", "media publishing is not available yet; send text posts").into());
-    }
     let new_time = match &change.scheduled_time {
         Some(text) => Some(check_time(parse_time("scheduled_time", text)?, Utc::now())?),
         None => None,
@@ -478,10 +535,23 @@ pub async fn edit(app: &App, user_id: &str, post_id: &str, change: PostEdit) -> 
         let stored_tags: Vec<String> = serde_json::from_value(row.hashtags.clone()).unwrap_or_default();
         let text = change.content.as_deref().unwrap_or(&row.post_content);
         let hashtags = change.hashtags.as_ref().unwrap_or(&stored_tags);
-        let content = PostContent::parse(row.platform, text, hashtags)?;
+        let stored_media: Vec<String> = serde_json::from_value(row.media_urls.clone()).unwrap_or_default();
+        let options: PostOptions =
+            row.publish_options.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+        let media_urls = check_media(
+            row.platform,
+            change.media_urls.as_ref().unwrap_or(&stored_media),
+            &options,
+            app.settings.media.allow_private,
+        )?;
+        let content = PostContent::parse_with_media(row.platform, text, hashtags, !media_urls.is_empty())?;
         let scheduled_time = new_time.unwrap_or(row.scheduled_time);
-        let update =
-            posts::Edit { content: content.text().to_owned(), hashtags: content.hashtags().to_vec(), scheduled_time };
+        let update = posts::Edit {
+            content: content.text().to_owned(),
+            hashtags: content.hashtags().to_vec(),
+            media_urls,
+            scheduled_time,
+        };
         if posts::edit(&app.db, user_id, post_id, row.updated_at, new_time.is_some(), update).await? {
             tracing::info!(post.id = %post_id, moved = new_time.is_some(), "post edited");
             if new_time.is_some() {

@@ -28,8 +28,8 @@ use crate::{
         entities::post,
         posts::{self, Outcome},
     },
-    domain::{ConnectionStatus, ErrorKind, PostContent, PostStatus, PublishPhase},
-    platforms::{Account, PlatformClient, PlatformError, Published},
+    domain::{ConnectionStatus, ErrorKind, PostContent, PostOptions, PostStatus, PublishPhase},
+    platforms::{Account, MediaPost, PlatformClient, PlatformError, Published, Recovery, Step},
     tokens::{self, TokenError},
 };
 
@@ -91,20 +91,38 @@ async fn write_posted(
 const MAX_EARLY_WAIT: StdDuration = StdDuration::from_secs(5);
 /// When a rate-limited platform does not say when to come back.
 const DEFAULT_RATE_LIMIT_WAIT_MINUTES: i64 = 15;
+/// The first look at a platform's processing when it does not say when; doubled per look.
+const FIRST_POLL: StdDuration = StdDuration::from_secs(1);
+/// The longest gap between two looks at a platform's processing.
+const MAX_POLL: StdDuration = StdDuration::from_secs(60);
 
-/// Publishes `post_id` if it is due and still waiting. Errors only when the database could not be
-/// read or written; every decision about the post is recorded on its row.
+/// How an attempt ended.
+enum Ended {
+    /// With an outcome to record.
+    Outcome(Outcome),
+    /// It lost its claim before sending anything: nothing to record.
+    Lost,
+    /// It saved a step and waits on the platform; a later job resumes the post.
+    Waiting,
+    /// A per-account budget held it back; it is rescheduled.
+    Deferred,
+}
+
+/// Publishes `post_id` if it is due and still waiting, or resumes a media post whose wait is over
+/// or whose attempt died. Errors only when the database could not be read or written; every
+/// decision about the post is recorded on its row.
 pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
     let claim_token = uuid::Uuid::new_v4().to_string();
-    let stale_after = Duration::from_std(app.settings.worker.stale_after).unwrap_or(Duration::minutes(5));
+    let stale_after = stale_after(app);
     // The connection, never the post, is read before the claim: the claim is the post's read.
     let ready = connections::of_post(&app.db, post_id).await?.and_then(|row| tokens::without_refresh(app, &row));
-    let phase = ready.as_ref().map(|_| PublishPhase::Sending);
     let mut waited = false;
-    let post = loop {
+    let (post, resumed) = loop {
         let now = Utc::now();
-        if let Some(post) = posts::claim(&app.db, post_id, &claim_token, now, now + stale_after, phase).await? {
-            break post;
+        if let Some(post) =
+            posts::claim(&app.db, post_id, &claim_token, now, now + stale_after, ready.is_some()).await?
+        {
+            break (post, false);
         }
         let Some(row) = posts::find(&app.db, post_id).await? else {
             tracing::info!("post no longer exists; job dropped");
@@ -125,17 +143,24 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
                     }
                 }
             }
-            PostStatus::Publishing => return resolve_stale(app, &row, stale_after).await,
+            PostStatus::Publishing => match resolve_due(app, &row, &claim_token).await? {
+                Some(post) => break (post, true),
+                None => return Ok(()),
+            },
             status => {
                 tracing::info!(post.status = %status, "post is not waiting to be published; job dropped");
                 return Ok(());
             }
         }
     };
-    let Some(outcome) = attempt(app, &post, &claim_token, ready).await? else {
-        app.metrics.lost_claims.inc();
-        tracing::error!(platform = %post.platform, "post not sent: this attempt no longer holds it (its claim went stale)");
-        return Ok(());
+    let outcome = match attempt(app, &post, &claim_token, ready, resumed).await? {
+        Ended::Outcome(outcome) => outcome,
+        Ended::Waiting | Ended::Deferred => return Ok(()),
+        Ended::Lost => {
+            app.metrics.lost_claims.inc();
+            tracing::error!(platform = %post.platform, "post not sent: this attempt no longer holds it (its claim went stale)");
+            return Ok(());
+        }
     };
     observe(app, &post, &outcome);
     let recorded = match &outcome {
@@ -161,30 +186,46 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// A job for a post that is `publishing`. While its claim is recent, another attempt may still be
-/// sending: the job is dropped (the row is due again when the claim goes stale, and the
-/// dispatcher pushes a job then). A stale claim whose attempt never started sending goes back to
-/// waiting and is sent; one that may have reached the platform becomes `unknown`, never a second
-/// send.
-async fn resolve_stale(app: &App, post: &post::Model, stale_after: Duration) -> Result<(), DbErr> {
-    let claimed_at = post.claimed_at.unwrap_or(post.updated_at);
+fn stale_after(app: &App) -> Duration {
+    Duration::from_std(app.settings.worker.stale_after).unwrap_or(Duration::minutes(5))
+}
+
+fn media_of(post: &post::Model) -> Vec<String> {
+    serde_json::from_value(post.media_urls.clone()).unwrap_or_default()
+}
+
+/// A job for a post that is `publishing`. Until its `due_at` (the claim's staleness, or the next
+/// look at the platform) another attempt may be working on it, or nothing is to be done yet: the
+/// job is dropped, and the dispatcher pushes one at `due_at`. Once due: a text post whose attempt
+/// never started sending goes back to waiting, and one that may have reached the platform becomes
+/// `unknown`, never a second send; a media post is taken over by this attempt, which resumes it
+/// from its last saved step (returned).
+async fn resolve_due(app: &App, post: &post::Model, claim_token: &str) -> Result<Option<post::Model>, DbErr> {
     let now = Utc::now();
-    if now < claimed_at + stale_after {
+    if post.due_at.is_none_or(|due| now < due) {
         tracing::info!("post is being published by another attempt; job dropped");
-        return Ok(());
+        return Ok(None);
     }
     let token = post.claim_token.as_deref();
     if posts::release_unsent(&app.db, &post.id, token, now).await? {
         tracing::warn!(platform = %post.platform, "post orphaned before it was sent; back to waiting");
-        return Ok(());
+        return Ok(None);
     }
-    let error = "the worker publishing this post stopped before recording the outcome; check the platform before publishing it again";
-    if posts::mark_orphaned(&app.db, &post.id, token, error).await? {
+    if !media_of(post).is_empty() {
+        let taken = posts::take_over(&app.db, post, claim_token, now, now + stale_after(app)).await?;
+        if taken.is_none() {
+            tracing::info!("post was resumed by another attempt; job dropped");
+        }
+        return Ok(taken);
+    }
+    if posts::mark_orphaned(&app.db, &post.id, token, ORPHANED).await? {
         app.metrics.job(post.platform.as_str(), "unknown");
         tracing::error!(platform = %post.platform, "post orphaned while publishing; marked unknown, not re-sent");
     }
-    Ok(())
+    Ok(None)
 }
+
+const ORPHANED: &str = "the worker publishing this post stopped before recording the outcome; check the platform before publishing it again";
 
 /// Counts and logs an outcome.
 fn observe(app: &App, post: &post::Model, outcome: &Outcome) {
@@ -208,16 +249,25 @@ fn observe(app: &App, post: &post::Model, outcome: &Outcome) {
     app.metrics.job(platform.as_str(), outcome.status().as_str());
 }
 
-/// One attempt at the claimed row: a usable token, the platform call, the classified result.
-/// `ready` is the token read before the claim, which then saved the `sending` phase. `None` when
-/// the attempt lost its claim before it sent anything.
-async fn attempt(
+/// What an attempt publishes with.
+struct Credentials {
+    client: std::sync::Arc<dyn PlatformClient>,
+    connection_id: i64,
+    /// The user's token.
+    token: tokens::AccessToken,
+    /// The Page token, for platforms that publish to a Page.
+    page_token: Option<String>,
+    account: Account,
+}
+
+/// The client, a usable token and the account of a claimed post, or the outcome that says why
+/// there are none.
+async fn credentials(
     app: &App,
     post: &post::Model,
-    claim_token: &str,
     ready: Option<tokens::AccessToken>,
-) -> Result<Option<Outcome>, DbErr> {
-    let failed = |kind: ErrorKind, error: String| Ok(Some(Outcome::Failed { kind, error }));
+) -> Result<Result<Credentials, Outcome>, DbErr> {
+    let failed = |kind: ErrorKind, error: String| Ok(Err(Outcome::Failed { kind, error }));
     let platform = post.platform;
     let Some(connection_id) = post.social_connection_id else {
         return failed(ErrorKind::NotConnected, format!("the {platform} account is not connected"));
@@ -225,15 +275,11 @@ async fn attempt(
     let Some(client) = app.platforms.get(platform) else {
         return failed(ErrorKind::NotConnected, format!("{platform} is not configured on this server"));
     };
-    let hashtags: Vec<String> = serde_json::from_value(post.hashtags.clone()).unwrap_or_default();
-    let content = PostContent::from_stored(post.post_content.clone(), hashtags);
-
-    let phase_saved = ready.is_some();
     let token = match ready.filter(|token| token.connection.id == connection_id) {
         Some(token) => token,
         None => match tokens::access_token(app, connection_id, false, None).await {
             Ok(token) => token,
-            Err(error) => return Ok(Some(token_failure(app, post, error))),
+            Err(error) => return Ok(Err(token_failure(app, post, error))),
         },
     };
     let connection = &token.connection;
@@ -251,31 +297,267 @@ async fn attempt(
             Err(error) => return failed(ErrorKind::NotConnected, error.to_string()),
         },
     };
+    Ok(Ok(Credentials { client: client.clone(), connection_id, token, page_token, account }))
+}
+
+/// Per-account budgets kept before calling (DESIGN §5; PLATFORMS.md §2.4, §5.4), shared by every
+/// worker process: X takes 100 posts per user per 15 minutes, TikTok 6 post inits per user per
+/// minute. Instagram's daily limit is read from the platform by its flow.
+fn budget(platform: crate::domain::Platform) -> Option<(u32, StdDuration)> {
+    match platform {
+        crate::domain::Platform::Twitter => Some((100, StdDuration::from_secs(15 * 60))),
+        crate::domain::Platform::Tiktok => Some((6, StdDuration::from_secs(60))),
+        _ => None,
+    }
+}
+
+/// Takes a slot of the post's account budget; when the budget is spent, holds the post back until
+/// a slot frees (rescheduled, not failed) and says so.
+async fn within_budget(app: &App, post: &post::Model, connection_id: i64, claim_token: &str) -> Result<bool, DbErr> {
+    let Some((limit, window)) = budget(post.platform) else { return Ok(true) };
+    let name = format!("{}:{connection_id}", post.platform);
+    let wait = match app.locks.take_slot(&name, limit, window).await {
+        Ok(None) => return Ok(true),
+        Ok(Some(wait)) => wait,
+        Err(error) => {
+            // The platform's own limit answers if Herald's count is unavailable.
+            tracing::warn!(error = %error, "account budget unavailable; publishing without it");
+            return Ok(true);
+        }
+    };
+    let until = Utc::now() + Duration::from_std(wait).unwrap_or(Duration::minutes(1)) + Duration::milliseconds(50);
+    let reason = format!(
+        "held back until {}: {} takes {limit} posts per account every {} minutes, and this account's are used",
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        post.platform,
+        window.as_secs() / 60,
+    );
+    if posts::defer(&app.db, &post.id, claim_token, until, &reason).await? {
+        tracing::info!(platform = %post.platform, until = %until, "post held back by the account's budget");
+    }
+    Ok(false)
+}
+
+/// One attempt at the claimed row: a usable token, the platform calls, the classified result.
+/// `ready` is the token read before the claim, which then saved the `sending` phase of a text
+/// post. `resumed`: the row was taken over from an attempt that waited or died.
+async fn attempt(
+    app: &App,
+    post: &post::Model,
+    claim_token: &str,
+    ready: Option<tokens::AccessToken>,
+    resumed: bool,
+) -> Result<Ended, DbErr> {
+    let text_phase_saved = ready.is_some() && post.publish_phase == Some(PublishPhase::Sending);
+    let credentials = match credentials(app, post, ready).await? {
+        Ok(credentials) => credentials,
+        Err(outcome) => return Ok(Ended::Outcome(outcome)),
+    };
+    if !resumed && !within_budget(app, post, credentials.connection_id, claim_token).await? {
+        return Ok(Ended::Deferred);
+    }
+    let hashtags: Vec<String> = serde_json::from_value(post.hashtags.clone()).unwrap_or_default();
+    let content = PostContent::from_stored(post.post_content.clone(), hashtags);
+    let media = media_of(post);
+    if !media.is_empty() {
+        return steps(app, post, claim_token, credentials, &content, &media, resumed).await;
+    }
     // The point of no return: the row says so before the platform is called, so a crash from
     // here on leaves the post `unknown` rather than sends it twice.
-    if !phase_saved && !posts::save_phase(&app.db, &post.id, claim_token, PublishPhase::Sending).await? {
-        return Ok(None);
+    if !text_phase_saved && !posts::save_phase(&app.db, &post.id, claim_token, PublishPhase::Sending).await? {
+        return Ok(Ended::Lost);
     }
+    let Credentials { client, connection_id, token, page_token, account } = credentials;
     let result = match page_token {
         Some(page_token) => {
             let result = client.publish(&page_token, &account, &content).await;
-            if let Err(PlatformError::Unauthorized(message)) = &result {
-                let reason = format!("{platform} refused the Page token: {message}; reconnect the account");
-                mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
-            }
+            page_refused(app, post, connection_id, &result).await;
             result
         }
-        None => match publish_refreshing_once(app, client.as_ref(), connection_id, &token, &account, &content).await {
-            Ok(result) => result,
-            Err(error) => return Ok(Some(token_failure(app, post, error))),
-        },
+        None => {
+            let publish = |token: String| {
+                let (client, account, content) = (client.clone(), &account, &content);
+                async move { client.publish(&token, account, content).await }
+            };
+            match refreshing_once(app, client.as_ref(), connection_id, &token, publish).await {
+                Ok(result) => result,
+                Err(error) => return Ok(Ended::Outcome(token_failure(app, post, error))),
+            }
+        }
     };
+    Ok(Ended::Outcome(outcome_of(app, post, connection_id, result).await))
+}
+
+/// The saved steps of a media post, as kept in `publish_state`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    /// The platform module's handles.
+    #[serde(default)]
+    step: serde_json::Value,
+    /// When the current wait on the platform began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    waiting_since: Option<chrono::DateTime<Utc>>,
+    /// Looks at the platform in the current wait.
+    #[serde(default)]
+    polls: u32,
+}
+
+impl Saved {
+    fn of(post: &post::Model) -> Self {
+        match (&post.publish_phase, &post.publish_state) {
+            (Some(_), Some(state)) => serde_json::from_value(state.clone()).unwrap_or_default(),
+            _ => Saved::default(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// The steps of a media post (DESIGN §12), from the last saved one: each saved before the next is
+/// taken; a wait on the platform saved with the time of the next look and the job ended; the step
+/// that makes the post public saved as `sending` before it is taken. A post resumed at `sending`
+/// (its attempt died there) is not sent again: the platform is asked what became of it, where it
+/// can answer, and otherwise it is `unknown`.
+async fn steps(
+    app: &App,
+    post: &post::Model,
+    claim_token: &str,
+    credentials: Credentials,
+    content: &PostContent,
+    media: &[String],
+    resumed: bool,
+) -> Result<Ended, DbErr> {
+    let platform = post.platform;
+    let Credentials { client, connection_id, token, page_token, account } = credentials;
+    let options: PostOptions =
+        post.publish_options.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let mut phase = post.publish_phase;
+    let mut saved = Saved::of(post);
+    let mut user_token = token.token.clone();
+    let mut refreshed = false;
+    let stale_after = stale_after(app);
+    let max_wait = Duration::from_std(app.settings.media.max_wait).unwrap_or(Duration::hours(1));
+    // An attempt that died at the point of no return: ask the platform, once, before anything.
+    let mut recover_first = resumed && phase == Some(PublishPhase::Sending);
+    loop {
+        let call_token = page_token.as_deref().unwrap_or(&user_token);
+        let media_post =
+            MediaPost { token: call_token, account: &account, content, media, options: &options, fetcher: &app.media };
+        let result = if std::mem::take(&mut recover_first) {
+            match client.recover(&media_post, &saved.step).await {
+                Ok(Recovery::Published(published)) => Ok(Step::Done(published)),
+                Ok(Recovery::NotSent { state }) => {
+                    tracing::warn!(platform = %platform, "the platform never published the post; sending it again");
+                    Ok(Step::Next { phase: PublishPhase::Uploading, state })
+                }
+                Ok(Recovery::Pending { state }) => Ok(Step::Next { phase: PublishPhase::Confirming, state }),
+                Ok(Recovery::Unknown) => return Ok(Ended::Outcome(Outcome::Unknown { error: ORPHANED.into() })),
+                Err(PlatformError::Transient(message)) => Ok(Step::Wait {
+                    phase: PublishPhase::Sending,
+                    state: saved.step.clone(),
+                    after: None,
+                    status: format!("asking {platform} what became of the post failed: {message}"),
+                }),
+                Err(error) => {
+                    let error = format!("{ORPHANED} ({platform} could not say: {})", error.message());
+                    return Ok(Ended::Outcome(Outcome::Unknown { error }));
+                }
+            }
+        } else {
+            client.step(&media_post, phase, &saved.step).await
+        };
+        let now = Utc::now();
+        match result {
+            Ok(Step::Next { phase: next, state }) => {
+                saved = Saved { step: state, waiting_since: None, polls: 0 };
+                if !posts::save_step(&app.db, &post.id, claim_token, next, &saved.json(), now + stale_after).await? {
+                    return Ok(Ended::Lost);
+                }
+                phase = Some(next);
+            }
+            Ok(Step::Wait { phase: next, state, after, status }) => {
+                let since = saved.waiting_since.unwrap_or(now);
+                if now - since > max_wait {
+                    let minutes = (now - since).num_minutes();
+                    let error = format!("{platform} was still processing after {minutes} minutes: {status}");
+                    return Ok(Ended::Outcome(if next == PublishPhase::Processing {
+                        Outcome::Failed { kind: ErrorKind::Rejected, error }
+                    } else {
+                        Outcome::Unknown { error }
+                    }));
+                }
+                let delay = after.unwrap_or_else(|| poll_delay(saved.polls));
+                let next_look = now + Duration::from_std(delay).unwrap_or(Duration::seconds(1));
+                saved = Saved { step: state, waiting_since: Some(since), polls: saved.polls + 1 };
+                if !posts::save_step(&app.db, &post.id, claim_token, next, &saved.json(), next_look).await? {
+                    return Ok(Ended::Lost);
+                }
+                tracing::info!(platform = %platform, phase = %next, next_look = %next_look, status = %status, "waiting on the platform");
+                return Ok(Ended::Waiting);
+            }
+            Ok(Step::Done(published)) => return Ok(Ended::Outcome(posted(published))),
+            Err(PlatformError::Unauthorized(_))
+                if page_token.is_none() && !refreshed && phase != Some(PublishPhase::Sending) =>
+            {
+                // Refused a token Herald thought valid: refresh once and take the step again.
+                refreshed = true;
+                match tokens::access_token(app, connection_id, true, Some(&token.connection.access_token)).await {
+                    Ok(fresh) => user_token = fresh.token,
+                    Err(error) => return Ok(Ended::Outcome(token_failure(app, post, error))),
+                }
+            }
+            Err(error) => {
+                // Nothing is public before the point of no return: an upload or a container that
+                // may have been made is harmless, so an ambiguous failure there is worth a retry.
+                let before_sending = !matches!(phase, Some(PublishPhase::Sending | PublishPhase::Confirming));
+                let error = match error {
+                    PlatformError::Unknown(message) if before_sending => PlatformError::Transient(message),
+                    error => error,
+                };
+                if page_token.is_some() {
+                    page_refused(app, post, connection_id, &Err(error.clone())).await;
+                } else if refreshed && let PlatformError::Unauthorized(message) = &error {
+                    let reason = format!("{platform} refused the token: {message}; reconnect the account");
+                    mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
+                }
+                return Ok(Ended::Outcome(outcome_of(app, post, connection_id, Err(error)).await));
+            }
+        }
+    }
+}
+
+/// `base * 2^polls`, at most [`MAX_POLL`].
+fn poll_delay(polls: u32) -> StdDuration {
+    FIRST_POLL.saturating_mul(1 << polls.min(10)).min(MAX_POLL)
+}
+
+fn posted(published: Published) -> Outcome {
+    Outcome::Posted { platform_post_id: published.platform_post_id, published_at: Utc::now() }
+}
+
+/// A Page token the platform refused expires the connection: no refresh renews it.
+async fn page_refused(app: &App, post: &post::Model, connection_id: i64, result: &Result<Published, PlatformError>) {
+    if let Err(PlatformError::Unauthorized(message)) = result {
+        let reason = format!("{} refused the Page token: {message}; reconnect the account", post.platform);
+        mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
+    }
+}
+
+/// The outcome of a platform answer (DESIGN §5).
+async fn outcome_of(
+    app: &App,
+    post: &post::Model,
+    connection_id: i64,
+    result: Result<Published, PlatformError>,
+) -> Outcome {
     if let Err(PlatformError::Revoked(message)) = &result {
-        let reason = format!("{platform} access was revoked: {message}; reconnect the account");
+        let reason = format!("{} access was revoked: {message}; reconnect the account", post.platform);
         mark_connection(app, connection_id, ConnectionStatus::Revoked, &reason).await;
     }
-    let outcome = match result {
-        Ok(published) => Outcome::Posted { platform_post_id: published.platform_post_id, published_at: Utc::now() },
+    match result {
+        Ok(published) => posted(published),
         Err(PlatformError::RateLimited { message, retry_at }) => Outcome::Retrying {
             kind: ErrorKind::RateLimited,
             error: message,
@@ -289,25 +571,27 @@ async fn attempt(
         }
         Err(PlatformError::Rejected(message)) => Outcome::Failed { kind: ErrorKind::Rejected, error: message },
         Err(PlatformError::Unknown(message)) => Outcome::Unknown { error: message },
-    };
-    Ok(Some(outcome))
+    }
 }
 
-/// Publishes with the user's token; when the platform refuses a token Herald thought valid,
-/// refreshes it once (unless another process already did) and sends again. A second refusal marks
+/// Calls with the user's token; when the platform refuses a token Herald thought valid,
+/// refreshes it once (unless another process already did) and calls again. A second refusal marks
 /// the connection expired; a refresh that fails is the attempt's outcome.
-async fn publish_refreshing_once(
+async fn refreshing_once<F, Fut>(
     app: &App,
     client: &dyn PlatformClient,
     connection_id: i64,
     token: &tokens::AccessToken,
-    account: &Account,
-    content: &PostContent,
-) -> Result<Result<Published, PlatformError>, TokenError> {
-    let result = client.publish(&token.token, account, content).await;
+    call: F,
+) -> Result<Result<Published, PlatformError>, TokenError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Published, PlatformError>>,
+{
+    let result = call(token.token.clone()).await;
     let Err(PlatformError::Unauthorized(_)) = &result else { return Ok(result) };
     let fresh = tokens::access_token(app, connection_id, true, Some(&token.connection.access_token)).await?;
-    let result = client.publish(&fresh.token, account, content).await;
+    let result = call(fresh.token).await;
     if let Err(PlatformError::Unauthorized(message)) = &result {
         let reason = format!("{} refused the token: {message}; reconnect the account", client.id());
         mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;

@@ -1,9 +1,14 @@
 //! A fake Facebook that speaks Facebook Login and the Pages Graph API wire format (PLATFORMS.md §4):
 //! the versioned login dialog (redirecting with `#_=_` appended), the code and `fb_exchange_token`
 //! exchanges at `/v{N}.0/oauth/access_token`, `GET /me`, `GET /me/accounts` with Page tokens,
-//! `DELETE /{user-id}/permissions` and `POST /{page-id}/feed`, failing with the Graph error object.
-//! Any `v<digits>.0` version is accepted and remembered. It records every request so tests can
-//! assert what Facebook received, and can be told to deny consent or fail the next calls.
+//! `DELETE /{user-id}/permissions`, `POST /{page-id}/feed` (text, link, or `attached_media` of
+//! unpublished photos), `POST /{page-id}/photos` (the fake downloads `url`), `POST
+//! /{page-id}/videos` (graph-video's endpoint, served on the same base URL; the fake downloads
+//! `file_url`) and `GET /{video-id}?fields=status`, failing with the Graph error object.
+//! Downloads are counted and hashed as they stream, never stored. A video's status answers
+//! `processing` for a configurable number of polls before its final state. Any `v<digits>.0`
+//! version is accepted and remembered. It records every request so tests can assert what Facebook
+//! received, and can be told to deny consent or fail the next calls.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -42,6 +47,15 @@ pub const LONG_LIVED_SECS: i64 = 5_183_944;
 /// Lifetime of an authorization code, in seconds.
 pub const CODE_LIFETIME_SECS: i64 = 600;
 
+/// The largest photo `POST /{page-id}/photos` accepts, in bytes (4 MB).
+pub const MAX_PHOTO_BYTES: u64 = 4 * 1024 * 1024;
+/// How many status polls answer `processing` before a video's final state, unless
+/// [`FakeFacebook::set_video_processing_polls`] changes it.
+pub const DEFAULT_PROCESSING_POLLS: u32 = 2;
+
+/// How long the fake waits for a media download (`url`, `file_url`).
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The message Facebook answers when a token may not post to a Page.
 const NOT_PAGE_ADMIN: &str = "(#200) If posting to a page, requires both pages_read_engagement and pages_manage_posts as an admin with sufficient administrative permission";
 
@@ -54,6 +68,106 @@ pub enum TokenKind {
     LongLivedUser,
     /// A Page token from `GET /me/accounts`, for the Page with this id.
     Page(String),
+}
+
+/// Which endpoint created a Page post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostKind {
+    /// `POST /{page-id}/feed`: text, link, or `attached_media` photos.
+    Feed,
+    /// `POST /{page-id}/photos` with `published` true: a single-photo post.
+    Photo,
+    /// `POST /{page-id}/videos`: a video post.
+    Video,
+}
+
+/// A post the fake created on a Page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagePost {
+    /// What the API answered as the post id: `{page-id}_{post-id}` (a video post: the video id).
+    pub id: String,
+    /// The Page it is on.
+    pub page_id: String,
+    /// Its text: `message` (a photo's `message` or `caption`, a video's `description`).
+    pub message: String,
+    /// Which endpoint created it.
+    pub kind: PostKind,
+    /// The photo ids it carries, in order (`attached_media`, or the single published photo).
+    pub photo_ids: Vec<String>,
+    /// The video id, for a video post.
+    pub video_id: Option<String>,
+}
+
+/// A photo `POST /{page-id}/photos` stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Photo {
+    /// The photo id the API answered.
+    pub id: String,
+    /// The Page it was uploaded to.
+    pub page_id: String,
+    /// The `url` the fake downloaded it from.
+    pub url: String,
+    /// Its `message` (or `caption`).
+    pub message: String,
+    /// Whether it was uploaded with `published` true (a post of its own).
+    pub published: bool,
+    /// The post that carries it: its own post when published, the feed post it was attached to.
+    pub attached_to: Option<String>,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// SHA-256 of those bytes, lower-case hex.
+    pub sha256: String,
+}
+
+/// Where a video's processing is, as `status.video_status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoStatus {
+    /// `processing`: the next polls answer this until the configured number is used up.
+    Processing,
+    /// `ready`: processed and published.
+    Ready,
+    /// `error`: processing failed (scripted with [`FakeFacebook::fail_next_video_processing`]).
+    Error,
+}
+
+/// A video `POST /{page-id}/videos` stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video {
+    /// The video id the API answered.
+    pub id: String,
+    /// The Page it was uploaded to.
+    pub page_id: String,
+    /// The `file_url` the fake downloaded it from.
+    pub file_url: String,
+    /// Its `title`, if sent.
+    pub title: Option<String>,
+    /// Its `description` (empty if not sent).
+    pub description: String,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// SHA-256 of those bytes, lower-case hex.
+    pub sha256: String,
+    /// Its processing state now.
+    pub status: VideoStatus,
+    /// How many `status` polls it has answered.
+    pub polls: u32,
+    processing_polls: u32,
+    fails: bool,
+}
+
+/// A download the fake made of a `url` or `file_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The URL.
+    pub url: String,
+    /// The HTTP status it answered; `None` when the request failed (connect error, bad URL).
+    pub status: Option<u16>,
+    /// Body bytes received (0 for a non-2xx answer, whose body is not read).
+    pub bytes: u64,
+    /// SHA-256 of those bytes, lower-case hex.
+    pub sha256: String,
+    /// Whether the body arrived to its end (false: failed, non-2xx, or cut off mid-body).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -87,10 +201,17 @@ struct State {
     issued_codes: Vec<String>,
     versions: Vec<String>,
     pages: Vec<(String, String)>,
-    posts: Vec<(String, String, String)>,
+    posts: Vec<PagePost>,
+    photos: Vec<Photo>,
+    videos: Vec<Video>,
+    downloads: Vec<Download>,
     scripted_tokens: VecDeque<Scripted>,
     scripted_exchanges: VecDeque<Scripted>,
     scripted_posts: VecDeque<Scripted>,
+    scripted_photos: VecDeque<Scripted>,
+    scripted_videos: VecDeque<Scripted>,
+    processing_polls: u32,
+    fail_next_processing: bool,
     clock_offset: chrono::Duration,
     next_post: u64,
     deny_next: bool,
@@ -163,6 +284,12 @@ impl State {
             return Err(Box::new(graph_error(400, &expired_message(expiry, self.now()), 190, Some(463))));
         }
         Ok(found.clone())
+    }
+
+    /// A fresh numeric Graph object id (posts, photos and videos share the sequence).
+    fn next_id(&mut self) -> String {
+        self.next_post += 1;
+        self.next_post.to_string()
     }
 
     fn page_name(&self, page_id: &str) -> String {
@@ -297,6 +424,7 @@ impl FakeFacebook {
         let state = Arc::new(Mutex::new(State {
             pages: DEFAULT_PAGES.iter().map(|(id, name)| ((*id).to_owned(), (*name).to_owned())).collect(),
             next_post: 122_100_000_000_000_000,
+            processing_polls: DEFAULT_PROCESSING_POLLS,
             ..State::default()
         }));
         let recorder = Recorder::default();
@@ -307,6 +435,9 @@ impl FakeFacebook {
             .at("/:version/me/accounts", poem::get(accounts))
             .at("/:version/:id/permissions", poem::delete(permissions))
             .at("/:version/:id/feed", poem::post(feed))
+            .at("/:version/:id/photos", poem::post(photos_endpoint))
+            .at("/:version/:id/videos", poem::post(videos_endpoint))
+            .at("/:version/:id", poem::get(video_node))
             .data(state.clone());
         let base_url = serve_fake(routes, recorder.clone()).await;
         Self { base_url, state, recorder }
@@ -320,6 +451,7 @@ impl FakeFacebook {
             ("FACEBOOK_AUTH_URL".into(), format!("{}/v26.0/dialog/oauth", self.base_url)),
             ("FACEBOOK_TOKEN_URL".into(), format!("{}/v26.0/oauth/access_token", self.base_url)),
             ("FACEBOOK_API_BASE".into(), self.base_url.clone()),
+            ("FACEBOOK_VIDEO_API_BASE".into(), self.base_url.clone()),
         ]
     }
 
@@ -412,9 +544,57 @@ impl FakeFacebook {
         self.state.lock().expect("fake state").pages = pages;
     }
 
-    /// Posts created: (id, page id, message).
+    /// Posts created, every kind (feed, photo, video): (id, page id, message).
     pub fn posts(&self) -> Vec<(String, String, String)> {
+        let state = self.state.lock().expect("fake state");
+        state.posts.iter().map(|p| (p.id.clone(), p.page_id.clone(), p.message.clone())).collect()
+    }
+
+    /// Posts created, in order, with the kind and the photo or video ids each carries.
+    pub fn page_posts(&self) -> Vec<PagePost> {
         self.state.lock().expect("fake state").posts.clone()
+    }
+
+    /// Photos uploaded (published or not), in order, with the post that carries each.
+    pub fn photos(&self) -> Vec<Photo> {
+        self.state.lock().expect("fake state").photos.clone()
+    }
+
+    /// Videos uploaded, in order, with their processing state.
+    pub fn videos(&self) -> Vec<Video> {
+        self.state.lock().expect("fake state").videos.clone()
+    }
+
+    /// Every download the fake made of a `url` or `file_url`, failed ones included, in order.
+    pub fn downloads(&self) -> Vec<Download> {
+        self.state.lock().expect("fake state").downloads.clone()
+    }
+
+    /// Queues a canned JSON answer for the next `POST /{page-id}/photos` that carries that Page's
+    /// token (nothing is downloaded). The request is still recorded.
+    pub fn script_photo(&self, status: u16, body: serde_json::Value, delay: Duration) {
+        let scripted =
+            Scripted { status, body: body.to_string(), content_type: "application/json; charset=UTF-8".into(), delay };
+        self.state.lock().expect("fake state").scripted_photos.push_back(scripted);
+    }
+
+    /// Queues a canned JSON answer for the next `POST /{page-id}/videos` that carries that Page's
+    /// token (nothing is downloaded). The request is still recorded.
+    pub fn script_video(&self, status: u16, body: serde_json::Value, delay: Duration) {
+        let scripted =
+            Scripted { status, body: body.to_string(), content_type: "application/json; charset=UTF-8".into(), delay };
+        self.state.lock().expect("fake state").scripted_videos.push_back(scripted);
+    }
+
+    /// Sets how many `status` polls of videos uploaded from now on answer `processing` (0: final
+    /// at once).
+    pub fn set_video_processing_polls(&self, polls: u32) {
+        self.state.lock().expect("fake state").processing_polls = polls;
+    }
+
+    /// Makes the next uploaded video's processing fail: its status ends in `error`.
+    pub fn fail_next_video_processing(&self) {
+        self.state.lock().expect("fake state").fail_next_processing = true;
     }
 }
 
@@ -711,7 +891,28 @@ async fn permissions(
     json(200, serde_json::json!({"success": true}))
 }
 
-/// `POST /{version}/{page-id}/feed`: a text (or link) post on a Page, with that Page's token.
+/// The checks every Page publishing call makes: a known version, a live token, a valid proof,
+/// and a Page token of the Page in the path (or `me`); answers that Page's id.
+fn page_publisher(
+    req: &Request,
+    params: &HashMap<String, String>,
+    version: &str,
+    id: &str,
+    edge: &str,
+    state: &mut State,
+) -> Result<String, Box<Response>> {
+    state.saw_version(version, &format!("{id}/{edge}"))?;
+    let token = access_token(req, params);
+    let caller = state.authenticate(token.as_deref())?;
+    check_proof(params, token.as_deref().unwrap_or_default())?;
+    match caller.kind {
+        TokenKind::Page(page_id) if page_id == id || id == "me" => Ok(page_id),
+        _ => Err(Box::new(graph_error(400, NOT_PAGE_ADMIN, 200, None))),
+    }
+}
+
+/// `POST /{version}/{page-id}/feed`: a text, link or multi-photo (`attached_media`) post on a
+/// Page, with that Page's token.
 #[handler]
 async fn feed(
     req: &Request,
@@ -722,20 +923,9 @@ async fn feed(
     let params = params(req, &body.into_string().await.unwrap_or_default());
     let scripted = {
         let mut state = state.lock().expect("fake state");
-        if let Err(response) = state.saw_version(&version, &format!("{id}/feed")) {
-            return *response;
-        }
-        let token = access_token(req, &params);
-        let caller = match state.authenticate(token.as_deref()) {
-            Ok(caller) => caller,
+        let page_id = match page_publisher(req, &params, &version, &id, "feed", &mut state) {
+            Ok(page_id) => page_id,
             Err(response) => return *response,
-        };
-        if let Err(response) = check_proof(&params, token.as_deref().unwrap_or_default()) {
-            return *response;
-        }
-        let page_id = match caller.kind {
-            TokenKind::Page(page_id) if page_id == id || id == "me" => page_id,
-            _ => return graph_error(400, NOT_PAGE_ADMIN, 200, None),
         };
         match state.scripted_posts.pop_front() {
             Some(scripted) => scripted,
@@ -746,17 +936,388 @@ async fn feed(
 }
 
 fn create_post(state: &mut State, page_id: &str, params: &HashMap<String, String>) -> Response {
+    let photo_ids = match attached_media(params) {
+        Ok(ids) => ids,
+        Err(response) => return *response,
+    };
     let message = params.get("message").cloned().unwrap_or_default();
-    if message.is_empty() && params.get("link").is_none_or(String::is_empty) {
+    if message.is_empty() && params.get("link").is_none_or(String::is_empty) && photo_ids.is_empty() {
         return graph_error(400, "(#100) Missing message or attachment", 100, None);
     }
-    if !message.is_empty() && state.posts.iter().any(|(_, page, m)| page == page_id && *m == message) {
+    for (index, photo_id) in photo_ids.iter().enumerate() {
+        let problem = if photo_ids[..index].contains(photo_id) {
+            Some(format!("photo {photo_id} is attached more than once"))
+        } else {
+            match state.photos.iter().find(|p| p.id == *photo_id) {
+                None => Some(format!("{photo_id} is not a valid photo id")),
+                Some(photo) if photo.page_id != page_id => Some(format!("photo {photo_id} belongs to another Page")),
+                Some(photo) if photo.published => {
+                    Some(format!("photo {photo_id} is published; upload it with published=false"))
+                }
+                Some(Photo { attached_to: Some(post), .. }) => {
+                    Some(format!("photo {photo_id} is already attached to post {post}"))
+                }
+                Some(_) => None,
+            }
+        };
+        if let Some(problem) = problem {
+            return graph_error(
+                400,
+                &format!("(#100) attached_media[{index}] has an invalid media_fbid: {problem}"),
+                100,
+                None,
+            );
+        }
+    }
+    let duplicate =
+        state.posts.iter().any(|p| p.kind == PostKind::Feed && p.page_id == page_id && p.message == message);
+    if !message.is_empty() && duplicate {
         return graph_error(400, "(#506) Duplicate status message", 506, None);
     }
-    state.next_post += 1;
-    let id = format!("{page_id}_{}", state.next_post);
-    state.posts.push((id.clone(), page_id.to_owned(), message));
+    let id = format!("{page_id}_{}", state.next_id());
+    for photo in state.photos.iter_mut().filter(|p| photo_ids.contains(&p.id)) {
+        photo.attached_to = Some(id.clone());
+    }
+    state.posts.push(PagePost {
+        id: id.clone(),
+        page_id: page_id.to_owned(),
+        message,
+        kind: PostKind::Feed,
+        photo_ids,
+        video_id: None,
+    });
     json(200, serde_json::json!({ "id": id }))
+}
+
+/// The photo ids of `attached_media`: form fields `attached_media[0]`, `attached_media[1]`, ...
+/// each a JSON object, or one `attached_media` field holding a JSON array of them.
+fn attached_media(params: &HashMap<String, String>) -> Result<Vec<String>, Box<Response>> {
+    let invalid = |what: &str| Box::new(graph_error(400, &format!("(#100) {what}"), 100, None));
+    let mut indexed = Vec::new();
+    for (key, value) in params {
+        let Some(rest) = key.strip_prefix("attached_media[") else { continue };
+        let Some(index) = rest.strip_suffix(']').and_then(|i| i.parse::<usize>().ok()) else {
+            return Err(invalid(&format!("param {key} is not a valid parameter; use attached_media[N] = JSON object")));
+        };
+        indexed.push((index, value.clone()));
+    }
+    indexed.sort_by_key(|(index, _)| *index);
+    let items: Vec<serde_json::Value> = match params.get("attached_media") {
+        Some(_) if !indexed.is_empty() => {
+            return Err(invalid("param attached_media must be sent once: as attached_media or attached_media[N]"));
+        }
+        Some(whole) => match serde_json::from_str(whole) {
+            Ok(serde_json::Value::Array(items)) => items,
+            _ => return Err(invalid("param attached_media must be an array.")),
+        },
+        None => {
+            let mut items = Vec::new();
+            for (position, (index, value)) in indexed.into_iter().enumerate() {
+                if index != position {
+                    return Err(invalid(&format!("param attached_media[{position}] is missing")));
+                }
+                match serde_json::from_str(&value) {
+                    Ok(item) => items.push(item),
+                    Err(_) => return Err(invalid(&format!("param attached_media[{index}] must be a JSON object"))),
+                }
+            }
+            items
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item.get("media_fbid") {
+            Some(serde_json::Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+            Some(serde_json::Value::Number(id)) => Ok(id.to_string()),
+            _ => Err(invalid(&format!("param attached_media[{index}] must be an object with a media_fbid"))),
+        })
+        .collect()
+}
+
+/// A Graph boolean parameter (`true`/`false`/`1`/`0`), `default` when absent.
+fn boolean(params: &HashMap<String, String>, name: &str, default: bool) -> Result<bool, Box<Response>> {
+    match params.get(name).map(String::as_str) {
+        None => Ok(default),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(_) => Err(Box::new(graph_error(400, &format!("(#100) Param {name} must be a boolean"), 100, None))),
+    }
+}
+
+/// Downloads `url` with a plain client, counting and hashing the body as it streams.
+async fn download(url: &str) -> Download {
+    let mut fetched = Download { url: url.to_owned(), status: None, bytes: 0, sha256: String::new(), complete: false };
+    let mut hasher = Sha256::new();
+    let client = reqwest::Client::builder().timeout(DOWNLOAD_TIMEOUT).build().expect("download client");
+    if let Ok(mut response) = client.get(url).send().await {
+        fetched.status = Some(response.status().as_u16());
+        if response.status().is_success() {
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        fetched.bytes += u64::try_from(chunk.len()).expect("chunk length");
+                        hasher.update(&chunk);
+                    }
+                    Ok(None) => {
+                        fetched.complete = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    fetched.sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    fetched
+}
+
+/// `POST /{version}/{page-id}/photos` with `url`: the fake downloads it; a post unless
+/// `published=false` (then an unpublished photo, for a later `attached_media`).
+#[handler]
+async fn photos_endpoint(
+    req: &Request,
+    Path((version, id)): Path<(String, String)>,
+    body: Body,
+    state: Data<&Arc<Mutex<State>>>,
+) -> Response {
+    let params = params(req, &body.into_string().await.unwrap_or_default());
+    let scripted = {
+        let mut state = state.lock().expect("fake state");
+        let page_id = match page_publisher(req, &params, &version, &id, "photos", &mut state) {
+            Ok(page_id) => page_id,
+            Err(response) => return *response,
+        };
+        match state.scripted_photos.pop_front() {
+            Some(scripted) => Err(scripted),
+            None => Ok(page_id),
+        }
+    };
+    let page_id = match scripted {
+        Ok(page_id) => page_id,
+        Err(scripted) => return scripted_answer(scripted).await,
+    };
+    let published = match boolean(&params, "published", true) {
+        Ok(published) => published,
+        Err(response) => return *response,
+    };
+    let Some(url) = params.get("url").filter(|u| !u.is_empty()) else {
+        return graph_error(400, "(#324) Requires upload file", 324, None);
+    };
+    let fetched = download(url).await;
+    let mut state = state.lock().expect("fake state");
+    state.downloads.push(fetched.clone());
+    if !fetched.complete || fetched.bytes == 0 {
+        return graph_error(400, "Missing or invalid image file", 324, None);
+    }
+    if fetched.bytes > MAX_PHOTO_BYTES {
+        return graph_error(
+            400,
+            "Your photos couldn't be uploaded. Photos should be smaller than 4 MB and saved as JPG, PNG, GIF, TIFF, HEIF or WebP files.",
+            100,
+            Some(1_366_046),
+        );
+    }
+    let message = params.get("message").or_else(|| params.get("caption")).cloned().unwrap_or_default();
+    let photo_id = state.next_id();
+    let post_id = published.then(|| format!("{page_id}_{}", state.next_id()));
+    state.photos.push(Photo {
+        id: photo_id.clone(),
+        page_id: page_id.clone(),
+        url: url.clone(),
+        message: message.clone(),
+        published,
+        attached_to: post_id.clone(),
+        bytes: fetched.bytes,
+        sha256: fetched.sha256,
+    });
+    match post_id {
+        Some(post_id) => {
+            state.posts.push(PagePost {
+                id: post_id.clone(),
+                page_id,
+                message,
+                kind: PostKind::Photo,
+                photo_ids: vec![photo_id.clone()],
+                video_id: None,
+            });
+            json(200, serde_json::json!({"id": photo_id, "post_id": post_id}))
+        }
+        None => json(200, serde_json::json!({ "id": photo_id })),
+    }
+}
+
+/// `POST /{version}/{page-id}/videos` with `file_url` (graph-video.facebook.com in production):
+/// the fake downloads it and records a video post whose status then advances per poll.
+#[handler]
+async fn videos_endpoint(
+    req: &Request,
+    Path((version, id)): Path<(String, String)>,
+    body: Body,
+    state: Data<&Arc<Mutex<State>>>,
+) -> Response {
+    let params = params(req, &body.into_string().await.unwrap_or_default());
+    let scripted = {
+        let mut state = state.lock().expect("fake state");
+        let page_id = match page_publisher(req, &params, &version, &id, "videos", &mut state) {
+            Ok(page_id) => page_id,
+            Err(response) => return *response,
+        };
+        match state.scripted_videos.pop_front() {
+            Some(scripted) => Err(scripted),
+            None => Ok(page_id),
+        }
+    };
+    let page_id = match scripted {
+        Ok(page_id) => page_id,
+        Err(scripted) => return scripted_answer(scripted).await,
+    };
+    let Some(file_url) = params.get("file_url").filter(|u| !u.is_empty()) else {
+        return graph_error(400, "(#100) Requires one of the params: file_url, source, upload_phase", 100, None);
+    };
+    let fetched = download(file_url).await;
+    let mut state = state.lock().expect("fake state");
+    state.downloads.push(fetched.clone());
+    if fetched.status.is_some_and(|s| (200..300).contains(&s)) && !fetched.complete {
+        return graph_error(
+            400,
+            "There was a problem uploading your video file. Please try again with another file.",
+            6000,
+            None,
+        );
+    }
+    if !fetched.complete || fetched.bytes == 0 {
+        return graph_error(
+            400,
+            "There was a problem with your video file. Please try again with another file.",
+            351,
+            None,
+        );
+    }
+    let processing_polls = state.processing_polls;
+    let fails = std::mem::take(&mut state.fail_next_processing);
+    let status = match (processing_polls, fails) {
+        (0, false) => VideoStatus::Ready,
+        (0, true) => VideoStatus::Error,
+        _ => VideoStatus::Processing,
+    };
+    let video_id = state.next_id();
+    let description = params.get("description").cloned().unwrap_or_default();
+    state.videos.push(Video {
+        id: video_id.clone(),
+        page_id: page_id.clone(),
+        file_url: file_url.clone(),
+        title: params.get("title").cloned(),
+        description: description.clone(),
+        bytes: fetched.bytes,
+        sha256: fetched.sha256,
+        status,
+        polls: 0,
+        processing_polls,
+        fails,
+    });
+    state.posts.push(PagePost {
+        id: video_id.clone(),
+        page_id,
+        message: description,
+        kind: PostKind::Video,
+        photo_ids: Vec::new(),
+        video_id: Some(video_id.clone()),
+    });
+    json(200, serde_json::json!({ "id": video_id }))
+}
+
+/// Graph's answer for an object the caller cannot see.
+fn unsupported_get(id: &str) -> Response {
+    graph_error(
+        400,
+        &format!(
+            "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+        ),
+        100,
+        Some(33),
+    )
+}
+
+/// A video's `status` field as Graph reports it.
+fn video_status(video: &Video) -> serde_json::Value {
+    let uploading = serde_json::json!({"status": "complete", "bytes_transferred": video.bytes});
+    match video.status {
+        VideoStatus::Processing => {
+            let progress = (video.polls * 100 / (video.processing_polls + 1)).min(99);
+            serde_json::json!({
+                "video_status": "processing",
+                "processing_progress": progress,
+                "uploading_phase": uploading,
+                "processing_phase": {"status": "in_progress"},
+                "publishing_phase": {"status": "not_started"},
+            })
+        }
+        VideoStatus::Ready => serde_json::json!({
+            "video_status": "ready",
+            "processing_progress": 100,
+            "uploading_phase": uploading,
+            "processing_phase": {"status": "complete"},
+            "publishing_phase": {"status": "complete", "publish_status": "published"},
+        }),
+        VideoStatus::Error => serde_json::json!({
+            "video_status": "error",
+            "processing_progress": 0,
+            "uploading_phase": uploading,
+            "processing_phase": {"status": "error", "errors": [{
+                "code": 1_363_008,
+                "message": "Video Processing Error: there was a problem processing your video file. Please try again with another file.",
+            }]},
+            "publishing_phase": {"status": "not_started"},
+        }),
+    }
+}
+
+/// `GET /{version}/{video-id}?fields=id,status,...` with the owning Page's token; each read of
+/// `status` is one poll, advancing processing.
+#[handler]
+fn video_node(req: &Request, Path((version, id)): Path<(String, String)>, state: Data<&Arc<Mutex<State>>>) -> Response {
+    let params = params(req, "");
+    let mut state = state.lock().expect("fake state");
+    let caller = match authorized_get(req, &params, &version, &id, &mut state) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    let Some(video) = state
+        .videos
+        .iter_mut()
+        .find(|v| v.id == id && matches!(&caller.kind, TokenKind::Page(page) if *page == v.page_id))
+    else {
+        return unsupported_get(&id);
+    };
+    let fields = params.get("fields").cloned().unwrap_or_else(|| "id,description".into());
+    let fields: Vec<&str> = fields.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+    if let Some(other) = fields.iter().find(|f| !matches!(**f, "id" | "title" | "description" | "status")) {
+        return graph_error(
+            400,
+            &format!("(#100) Tried accessing nonexisting field ({other}) on node type (Video)"),
+            100,
+            None,
+        );
+    }
+    if fields.contains(&"status") {
+        video.polls += 1;
+        if video.status == VideoStatus::Processing && video.polls > video.processing_polls {
+            video.status = if video.fails { VideoStatus::Error } else { VideoStatus::Ready };
+        }
+    }
+    let mut answer = serde_json::Map::new();
+    for field in fields {
+        let value = match field {
+            "id" => serde_json::json!(video.id),
+            "title" => serde_json::json!(video.title),
+            "description" => serde_json::json!(video.description),
+            _ => video_status(video),
+        };
+        answer.insert(field.to_owned(), value);
+    }
+    answer.entry("id").or_insert_with(|| serde_json::json!(video.id));
+    json(200, serde_json::Value::Object(answer))
 }
 
 impl crate::Fake for FakeFacebook {
@@ -887,5 +1448,133 @@ mod tests {
         assert!(!fb.token_is_live(&page_token));
         assert_eq!(fb.versions_seen(), vec!["v25.0".to_owned(), "v26.0".to_owned()]);
         assert_eq!(fb.issued_tokens().len(), 4);
+    }
+
+    /// A plain-http media server: `/bytes/{n}` answers n bytes, anything else 404.
+    async fn media_server() -> String {
+        #[handler]
+        fn bytes(Path(n): Path<usize>) -> Vec<u8> {
+            (0..n).map(|i| u8::try_from(i % 251).expect("byte")).collect()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind media");
+        let addr = listener.local_addr().expect("media addr");
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(Route::new().at("/bytes/:n", poem::get(bytes))));
+        format!("http://{addr}")
+    }
+
+    fn sha256_of(n: usize) -> String {
+        let data: Vec<u8> = (0..n).map(|i| u8::try_from(i % 251).expect("byte")).collect();
+        Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[tokio::test]
+    async fn photos_attached_media_and_videos() {
+        let fb = FakeFacebook::start().await;
+        let media = media_server().await;
+        let base = &fb.base_url;
+        let (page, other, user) = {
+            let mut state = fb.state.lock().expect("state");
+            (
+                state.mint_token(TokenKind::Page("101".into()), USER_ID, None),
+                state.mint_token(TokenKind::Page("102".into()), USER_ID, None),
+                state.mint_token(TokenKind::LongLivedUser, USER_ID, None),
+            )
+        };
+        let client = reqwest::Client::new();
+        let call = |edge: &str, token: &str, form: Vec<(&str, String)>| {
+            let request = client.post(format!("{base}/v26.0/101/{edge}")).bearer_auth(token).form(&form);
+            async move {
+                let response = request.send().await.expect("post");
+                let status = response.status().as_u16();
+                (status, response.json::<serde_json::Value>().await.expect("json"))
+            }
+        };
+        let photo = |n: usize, published: &str| {
+            vec![("url", format!("{media}/bytes/{n}")), ("published", published.to_owned())]
+        };
+
+        let (status, body) = call("photos", &user, photo(10, "false")).await;
+        assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(200)), "{body}");
+        let (_, body) = call("photos", &page, photo(10, "false")).await;
+        let first = body["id"].as_str().expect("id").to_owned();
+        assert!(body.get("post_id").is_none(), "{body}");
+        let (_, body) = call("photos", &page, photo(2000, "false")).await;
+        let second = body["id"].as_str().expect("id").to_owned();
+        let mut single = photo(30, "true");
+        single.push(("caption", "one".into()));
+        let (_, body) = call("photos", &page, single).await;
+        let published = body["id"].as_str().expect("id").to_owned();
+        assert!(body["post_id"].as_str().expect("post id").starts_with("101_"), "{body}");
+        let (status, body) = call("photos", &page, vec![("url", format!("{media}/nothing"))]).await;
+        assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(324)), "{body}");
+        let too_big = usize::try_from(MAX_PHOTO_BYTES).expect("size") + 1;
+        let (_, body) = call("photos", &page, photo(too_big, "false")).await;
+        assert_eq!(body["error"]["error_subcode"], 1_366_046, "{body}");
+        let (_, body) = call("photos", &page, vec![("message", "no url".into())]).await;
+        assert_eq!(body["error"]["code"], 324, "{body}");
+
+        let attach = |ids: &[&str]| {
+            let mut form = vec![("message", "two".to_owned())];
+            let keys = ["attached_media[0]", "attached_media[1]", "attached_media[2]"];
+            for (key, id) in keys.iter().zip(ids) {
+                form.push((key, serde_json::json!({ "media_fbid": id }).to_string()));
+            }
+            form
+        };
+        for bad in [vec![published.as_str()], vec!["999"], vec![first.as_str(), first.as_str()]] {
+            let (status, body) = call("feed", &page, attach(&bad)).await;
+            assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(100)), "{bad:?}: {body}");
+        }
+        let (status, body) = call("feed", &page, attach(&[&first, &second])).await;
+        assert_eq!(status, 200, "{body}");
+        let post = body["id"].as_str().expect("id").to_owned();
+        let (_, body) = call("feed", &page, attach(&[&first])).await;
+        assert_eq!(body["error"]["code"], 100, "{body}");
+        let (_, body) = call("photos", &page, photo(5, "false")).await;
+        let third = body["id"].as_str().expect("id").to_owned();
+        let array = serde_json::json!([{ "media_fbid": third }]).to_string();
+        let (status, body) = call("feed", &page, vec![("attached_media", array)]).await;
+        assert_eq!(status, 200, "{body}");
+
+        let posts = fb.page_posts();
+        assert_eq!(posts.len(), 3);
+        assert_eq!((posts[0].kind, &posts[0].photo_ids), (PostKind::Photo, &vec![published.clone()]));
+        assert_eq!((posts[1].id.as_str(), &posts[1].photo_ids), (post.as_str(), &vec![first.clone(), second.clone()]));
+        let photos = fb.photos();
+        let second_photo = photos.iter().find(|p| p.id == second).expect("second photo");
+        assert_eq!((second_photo.bytes, second_photo.sha256.clone()), (2000, sha256_of(2000)));
+        assert_eq!(second_photo.attached_to.as_deref(), Some(post.as_str()));
+        assert!(!second_photo.published);
+        assert_eq!(fb.downloads().len(), 6);
+
+        let video = vec![("file_url", format!("{media}/bytes/5000")), ("description", "clip".to_owned())];
+        let (status, body) = call("videos", &page, video.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        let video_id = body["id"].as_str().expect("id").to_owned();
+        let poll = |token: &str| {
+            let request = client.get(format!("{base}/v26.0/{video_id}?fields=id,status")).bearer_auth(token);
+            async move { request.send().await.expect("poll").json::<serde_json::Value>().await.expect("json") }
+        };
+        assert_eq!(poll(&other).await["error"]["error_subcode"], 33);
+        assert_eq!(poll(&page).await["status"]["video_status"], "processing");
+        assert_eq!(poll(&page).await["status"]["video_status"], "processing");
+        assert_eq!(poll(&page).await["status"]["video_status"], "ready");
+        fb.set_video_processing_polls(0);
+        fb.fail_next_video_processing();
+        let (_, body) = call("videos", &page, video).await;
+        let failed = body["id"].as_str().expect("id").to_owned();
+        let (status, body) =
+            call("videos", &page, vec![("file_url", format!("{media}/gone")), ("description", "x".into())]).await;
+        assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(351)), "{body}");
+        let videos = fb.videos();
+        assert_eq!(videos.len(), 2);
+        assert_eq!(
+            (videos[0].bytes, videos[0].sha256.clone(), videos[0].status),
+            (5000, sha256_of(5000), VideoStatus::Ready)
+        );
+        assert_eq!((videos[1].id.as_str(), videos[1].status), (failed.as_str(), VideoStatus::Error));
+        assert_eq!(fb.page_posts()[3].video_id.as_deref(), Some(video_id.as_str()));
+        assert_eq!(fb.posts().len(), 5);
     }
 }

@@ -5,6 +5,15 @@
 //! object elsewhere. Graph paths are accepted with any `v<digits>.0` version, which is remembered,
 //! or without one. It records every request so tests can assert what Instagram received, and can
 //! be told to deny consent or answer the next calls with canned responses.
+//!
+//! It also speaks the container publishing flow (§3.5–3.7), on versioned paths only:
+//! `POST /{ig-user-id}/media` (image, reel, story, carousel item, carousel parent; the fake
+//! downloads `image_url` at once and `video_url` in the background, streaming, counting and
+//! hashing the bytes), `GET /{container-id}?fields=status_code,status` (`IN_PROGRESS` for a
+//! configurable number of polls, then `FINISHED`, or a scripted `ERROR`/`EXPIRED`; never
+//! wall-clock time, except the 24 h container expiry on the fake clock), `POST
+//! /{ig-user-id}/media_publish`, `GET /{ig-user-id}/content_publishing_limit`, `GET
+//! /{ig-user-id}/media` and `GET /{media-id}`, with the publishing quota and container limit.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -48,6 +57,34 @@ pub const LONG_LIVED_SECS: i64 = 5_183_944;
 pub const CODE_LIFETIME_SECS: i64 = 3600;
 /// How old a long-lived token must be before it can be refreshed, in seconds.
 pub const REFRESH_MIN_AGE_SECS: i64 = 24 * 3600;
+/// Posts an account may publish per rolling 24 h until [`FakeInstagram::set_quota_total`] says otherwise.
+pub const DEFAULT_QUOTA_TOTAL: u32 = 50;
+/// The rolling window of the publishing quota (`config.quota_duration`), in seconds.
+pub const QUOTA_DURATION_SECS: i64 = 86_400;
+/// Containers an account may create per rolling 24 h until [`FakeInstagram::set_container_limit`] says otherwise.
+pub const DEFAULT_CONTAINER_LIMIT: u32 = 400;
+/// How long an unpublished container lives before it reports `EXPIRED`, in seconds.
+pub const CONTAINER_LIFETIME_SECS: i64 = 86_400;
+/// `IN_PROGRESS` answers a container gives before its final state, until
+/// [`FakeInstagram::set_polls_before_finished`] says otherwise.
+pub const DEFAULT_POLLS_BEFORE_FINISHED: u32 = 2;
+/// The longest caption Instagram accepts, in characters.
+pub const MAX_CAPTION_CHARS: usize = 2200;
+/// A carousel's fewest and most children.
+pub const CAROUSEL_CHILDREN: std::ops::RangeInclusive<usize> = 2..=10;
+/// The `status` of a container whose video could not be downloaded.
+pub const DOWNLOAD_FAILED_STATUS: &str =
+    "Error: Media download has failed. The media URI doesn't meet our requirements. (2207052)";
+/// The message (and `error_user_msg`) of `media_publish` on a container still `IN_PROGRESS`.
+pub const NOT_READY_MESSAGE: &str = "The media is not ready for publishing, please wait for a moment";
+/// The message (and `error_user_msg`) of a container creation whose `image_url` could not be fetched.
+pub const FETCH_FAILED_MESSAGE: &str = "The media could not be fetched from this URI";
+/// The `error_user_msg` of `media_publish` over the publishing quota.
+pub const QUOTA_REACHED_MESSAGE: &str =
+    "You have reached the maximum number of posts that is allowed to be published by Content Publishing API.";
+
+const CONTAINER_ID_BASE: u64 = 17_900_000_000_000_000;
+const MEDIA_ID_BASE: u64 = 18_000_000_000_000_000;
 
 /// What kind of token a string is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +93,178 @@ pub enum TokenKind {
     ShortLived,
     /// A long-lived token from `ig_exchange_token` or `ig_refresh_token`.
     LongLived,
+}
+
+/// What a media container holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// A feed image (`image_url`, no `media_type`), or an image carousel item.
+    Image,
+    /// A reel (`media_type=REELS`, `video_url`).
+    Reels,
+    /// A story (`media_type=STORIES`) with an `image_url` or a `video_url`.
+    Stories,
+    /// A video carousel item (`media_type=VIDEO`, `is_carousel_item=true`).
+    Video,
+    /// A carousel parent (`media_type=CAROUSEL`, `children`).
+    Carousel,
+}
+
+/// A container's `status_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// Still processing (`IN_PROGRESS`).
+    InProgress,
+    /// Ready for `media_publish` (`FINISHED`).
+    Finished,
+    /// Processing failed (`ERROR`).
+    Error,
+    /// Not published within 24 h, or scripted (`EXPIRED`).
+    Expired,
+    /// Published by `media_publish` (`PUBLISHED`).
+    Published,
+}
+
+impl ContainerStatus {
+    /// The wire value of `status_code`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Finished => "FINISHED",
+            Self::Error => "ERROR",
+            Self::Expired => "EXPIRED",
+            Self::Published => "PUBLISHED",
+        }
+    }
+}
+
+/// One download of a media URL by the fake, as Meta cURLs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The URL.
+    pub url: String,
+    /// Bytes received.
+    pub bytes: u64,
+    /// SHA-256 of those bytes, lower-case hex.
+    pub sha256: String,
+    /// Why it failed (connect error, non-2xx status, broken body), if it did.
+    pub error: Option<String>,
+}
+
+/// How a container's processing ends once its polls are used up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Finished,
+    Error(String),
+    Expired,
+}
+
+/// A media container created by `POST /{ig-user-id}/media`.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The container id (`creation_id` of `media_publish`).
+    pub id: String,
+    /// What it holds.
+    pub kind: MediaKind,
+    /// Whether it was created with `is_carousel_item=true`.
+    pub is_carousel_item: bool,
+    /// Its `image_url` or `video_url` (none for a carousel parent).
+    pub url: Option<String>,
+    /// Whether `url` is a `video_url`.
+    pub is_video: bool,
+    /// Its `caption`.
+    pub caption: Option<String>,
+    /// Its `alt_text`.
+    pub alt_text: Option<String>,
+    /// Its `share_to_feed`, if given.
+    pub share_to_feed: Option<bool>,
+    /// A carousel parent's `children` container ids, in order.
+    pub children: Vec<String>,
+    /// Its `status_code` now (as last settled; a poll may move it on).
+    pub status: ContainerStatus,
+    /// The `status` text of an `ERROR`.
+    pub error: Option<String>,
+    /// The status polls (`GET /{container-id}` asking for `status_code` or `status`) it answered.
+    pub polls: u32,
+    /// The downloads of its URL.
+    pub downloads: Vec<Download>,
+    /// The media id `media_publish` gave it (a carousel's children get their parent's).
+    pub media_id: Option<String>,
+    /// When it was created, on the fake clock.
+    pub created_at: DateTime<Utc>,
+    polls_left: u32,
+    downloading: bool,
+    outcome: Outcome,
+}
+
+impl Container {
+    /// The `status` text it answers now.
+    pub fn status_text(&self) -> String {
+        match self.status {
+            ContainerStatus::InProgress => "In Progress: Media is still being processed.".into(),
+            ContainerStatus::Finished => "Finished: Media has been uploaded and it is complete.".into(),
+            ContainerStatus::Error => self.error.clone().unwrap_or_else(|| "Error: Media processing failed.".into()),
+            ContainerStatus::Expired => {
+                "Expired: The media container was not published within 24 hours and has expired.".into()
+            }
+            ContainerStatus::Published => "Published: Media has been published.".into(),
+        }
+    }
+}
+
+/// A media published by `POST /{ig-user-id}/media_publish`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedMedia {
+    /// The IG media id `media_publish` answered (the post id).
+    pub media_id: String,
+    /// The `creation_id` it was published from.
+    pub container_id: String,
+    /// A carousel's children container ids, in order.
+    pub children: Vec<String>,
+    /// What the container held.
+    pub kind: MediaKind,
+    /// Whether a story's (or item's) media is a video.
+    pub is_video: bool,
+    /// The container's caption.
+    pub caption: Option<String>,
+    /// Its `permalink`.
+    pub permalink: String,
+    /// When it was published, on the fake clock.
+    pub published_at: DateTime<Utc>,
+}
+
+impl PublishedMedia {
+    /// Its `media_type` (`IMAGE`, `VIDEO`, `CAROUSEL_ALBUM`).
+    pub fn media_type(&self) -> &'static str {
+        match self.kind {
+            MediaKind::Carousel => "CAROUSEL_ALBUM",
+            MediaKind::Reels | MediaKind::Video => "VIDEO",
+            MediaKind::Stories if self.is_video => "VIDEO",
+            MediaKind::Image | MediaKind::Stories => "IMAGE",
+        }
+    }
+
+    /// Its `media_product_type` (`FEED`, `REELS`, `STORY`).
+    pub fn media_product_type(&self) -> &'static str {
+        match self.kind {
+            MediaKind::Reels => "REELS",
+            MediaKind::Stories => "STORY",
+            _ => "FEED",
+        }
+    }
+}
+
+/// A validated `POST /{ig-user-id}/media`, before any download.
+#[derive(Debug)]
+struct Draft {
+    kind: MediaKind,
+    is_carousel_item: bool,
+    url: Option<String>,
+    is_video: bool,
+    caption: Option<String>,
+    alt_text: Option<String>,
+    share_to_feed: Option<bool>,
+    children: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +302,16 @@ struct State {
     scripted_refreshes: VecDeque<Scripted>,
     clock_offset: chrono::Duration,
     deny_next: bool,
+    containers: Vec<Container>,
+    published: Vec<PublishedMedia>,
+    downloads: Vec<Download>,
+    publish_times: Vec<DateTime<Utc>>,
+    next_outcomes: VecDeque<Outcome>,
+    scripted_publishes: VecDeque<Scripted>,
+    quota_total: Option<u32>,
+    container_limit: Option<u32>,
+    polls_before_finished: Option<u32>,
+    next_id: u64,
 }
 
 impl State {
@@ -148,6 +367,121 @@ impl State {
             return Err(Box::new(graph_error(400, &expired_message(found.expires_at, self.now()), 190, Some(463))));
         }
         Ok(found.clone())
+    }
+
+    fn container(&self, id: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.id == id)
+    }
+
+    fn container_mut(&mut self, id: &str) -> Option<&mut Container> {
+        self.containers.iter_mut().find(|c| c.id == id)
+    }
+
+    fn mint_id(&mut self, base: u64) -> String {
+        self.next_id += 1;
+        (base + self.next_id).to_string()
+    }
+
+    fn quota_total(&self) -> u32 {
+        self.quota_total.unwrap_or(DEFAULT_QUOTA_TOTAL)
+    }
+
+    /// Posts published within the rolling quota window.
+    fn quota_usage(&self) -> u32 {
+        let since = self.now() - chrono::Duration::seconds(QUOTA_DURATION_SECS);
+        u32::try_from(self.publish_times.iter().filter(|at| **at > since).count()).unwrap_or(u32::MAX)
+    }
+
+    /// Containers created within the last 24 h.
+    fn containers_today(&self) -> u32 {
+        let since = self.now() - chrono::Duration::seconds(CONTAINER_LIFETIME_SECS);
+        u32::try_from(self.containers.iter().filter(|c| c.created_at > since).count()).unwrap_or(u32::MAX)
+    }
+
+    /// Expires a container 24 h old; ends its processing once its polls are used up, its download
+    /// is done and (for a carousel) every child is `FINISHED`; a child that failed fails it.
+    fn settle(&mut self, id: &str) {
+        let now = self.now();
+        let Some(index) = self.containers.iter().position(|c| c.id == id) else { return };
+        let children: Vec<(String, Option<ContainerStatus>)> = self.containers[index]
+            .children
+            .iter()
+            .map(|child| (child.clone(), self.container(child).map(|c| c.status)))
+            .collect();
+        let container = &mut self.containers[index];
+        if matches!(container.status, ContainerStatus::InProgress | ContainerStatus::Finished)
+            && now - container.created_at >= chrono::Duration::seconds(CONTAINER_LIFETIME_SECS)
+        {
+            container.status = ContainerStatus::Expired;
+            return;
+        }
+        if container.status != ContainerStatus::InProgress || container.polls_left > 0 || container.downloading {
+            return;
+        }
+        let failed = children
+            .iter()
+            .find(|(_, status)| !matches!(status, Some(ContainerStatus::InProgress | ContainerStatus::Finished)));
+        if let Some((child, _)) = failed {
+            container.status = ContainerStatus::Error;
+            container.error = Some(format!("Error: Carousel item {child} could not be processed. (2207053)"));
+            return;
+        }
+        if children.iter().any(|(_, status)| *status == Some(ContainerStatus::InProgress)) {
+            return;
+        }
+        match container.outcome.clone() {
+            Outcome::Finished => container.status = ContainerStatus::Finished,
+            Outcome::Error(text) => {
+                container.status = ContainerStatus::Error;
+                container.error = Some(text);
+            }
+            Outcome::Expired => container.status = ContainerStatus::Expired,
+        }
+    }
+
+    /// One step of processing: settles the container (a carousel's children first, so polling
+    /// the parent alone moves them on too), then uses up one of its `IN_PROGRESS` answers.
+    fn advance(&mut self, id: &str) {
+        let children = self.container(id).map(|c| c.children.clone()).unwrap_or_default();
+        for child in &children {
+            self.advance(child);
+        }
+        self.settle(id);
+        if let Some(container) = self.container_mut(id)
+            && container.status == ContainerStatus::InProgress
+            && container.polls_left > 0
+        {
+            container.polls_left -= 1;
+        }
+    }
+
+    /// Adds a container for `draft` (taking the next scripted outcome) and returns its id.
+    fn add_container(&mut self, draft: Draft, downloads: Vec<Download>, downloading: bool) -> String {
+        let id = self.mint_id(CONTAINER_ID_BASE);
+        let outcome = self.next_outcomes.pop_front().unwrap_or(Outcome::Finished);
+        let container = Container {
+            id: id.clone(),
+            kind: draft.kind,
+            is_carousel_item: draft.is_carousel_item,
+            url: draft.url,
+            is_video: draft.is_video,
+            caption: draft.caption,
+            alt_text: draft.alt_text,
+            share_to_feed: draft.share_to_feed,
+            children: draft.children,
+            status: ContainerStatus::InProgress,
+            error: None,
+            polls: 0,
+            downloads,
+            media_id: None,
+            created_at: self.now(),
+            polls_left: self.polls_before_finished.unwrap_or(DEFAULT_POLLS_BEFORE_FINISHED),
+            downloading,
+            outcome,
+        };
+        self.containers.push(container);
+        self.settle(&id);
+        id
     }
 }
 
@@ -219,6 +553,110 @@ fn form(body: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
 }
 
+/// Query parameters merged with the body's (form-encoded or JSON), the body winning.
+fn params(req: &Request, body: &str) -> HashMap<String, String> {
+    let mut params = query(req);
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) {
+            for (key, value) in map {
+                let value = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                params.insert(key, value);
+            }
+        }
+    } else {
+        params.extend(form(body));
+    }
+    params
+}
+
+/// The Graph error object with the `error_user_title` and `error_user_msg` of publishing errors.
+fn graph_user_error(
+    status: u16,
+    message: &str,
+    code: u32,
+    subcode: Option<u32>,
+    title: &str,
+    user_msg: &str,
+) -> Response {
+    let mut error = serde_json::json!({
+        "message": message,
+        "type": "OAuthException",
+        "is_transient": false,
+        "code": code,
+        "error_user_title": title,
+        "error_user_msg": user_msg,
+        "fbtrace_id": random_alphanumeric(23),
+    });
+    if let Some(subcode) = subcode {
+        error["error_subcode"] = subcode.into();
+    }
+    json(status, serde_json::json!({ "error": error }))
+}
+
+/// Graph's answer for an id that is not a node this token may use.
+fn unsupported(method: &str, id: &str) -> Response {
+    graph_error(
+        400,
+        &format!(
+            "Unsupported {method} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
+        ),
+        100,
+        Some(33),
+    )
+}
+
+/// The requested `fields`, or `default` when none are.
+fn fields(params: &HashMap<String, String>, default: &str) -> Vec<String> {
+    let fields = params.get("fields").map(String::as_str).filter(|f| !f.trim().is_empty()).unwrap_or(default);
+    fields.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
+}
+
+fn nonexisting_field(field: &str, node: &str) -> Response {
+    graph_error(400, &format!("(#100) Tried accessing nonexisting field ({field}) on node type ({node})"), 100, None)
+}
+
+/// Instagram's timestamp format (`2026-11-24T10:00:00+0000`).
+fn ig_timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S+0000").to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fetches `url` as Meta cURLs it: streamed, each chunk counted and hashed, nothing kept.
+async fn download(client: &reqwest::Client, url: &str) -> Download {
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut error = None;
+    match client.get(url).send().await {
+        Err(e) => error = Some(e.to_string()),
+        Ok(response) if !response.status().is_success() => error = Some(format!("HTTP {}", response.status())),
+        Ok(mut response) => loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    bytes += chunk.len() as u64;
+                    hasher.update(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        },
+    }
+    Download { url: url.to_owned(), bytes, sha256: hex(&hasher.finalize()), error }
+}
+
 /// The access token of a Graph call: `Authorization: Bearer`, else the `access_token` parameter.
 fn access_token(req: &Request, params: &HashMap<String, String>) -> Option<String> {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -265,7 +703,12 @@ impl FakeInstagram {
             .at("/:version/refresh_access_token", poem::get(refresh_versioned))
             .at("/me", poem::get(me_unversioned))
             .at("/:version/me", poem::get(me_versioned))
-            .data(state.clone());
+            .at("/:version/:id", poem::get(graph_node))
+            .at("/:version/:id/media", poem::get(list_media).post(create_media))
+            .at("/:version/:id/media_publish", poem::post(media_publish))
+            .at("/:version/:id/content_publishing_limit", poem::get(publishing_limit))
+            .data(state.clone())
+            .data(reqwest::Client::new());
         let base_url = serve_fake(routes, recorder.clone()).await;
         Self { base_url, state, recorder }
     }
@@ -346,6 +789,77 @@ impl FakeInstagram {
     pub fn script_refresh(&self, status: u16, body: String, content_type: &str, delay: Duration) {
         let scripted = Scripted { status, body, content_type: content_type.to_owned(), delay };
         self.state.lock().expect("fake state").scripted_refreshes.push_back(scripted);
+    }
+
+    /// Every media container created, in order of creation (as last settled).
+    pub fn containers(&self) -> Vec<Container> {
+        self.state.lock().expect("fake state").containers.clone()
+    }
+
+    /// The container with this id, if it exists (as last settled).
+    pub fn container(&self, id: &str) -> Option<Container> {
+        self.state.lock().expect("fake state").container(id).cloned()
+    }
+
+    /// Every media `media_publish` published, in order of publishing.
+    pub fn published_media(&self) -> Vec<PublishedMedia> {
+        self.state.lock().expect("fake state").published.clone()
+    }
+
+    /// Every download of a media URL (failed ones included), in order of completion.
+    pub fn downloads(&self) -> Vec<Download> {
+        self.state.lock().expect("fake state").downloads.clone()
+    }
+
+    /// Sets how many `IN_PROGRESS` answers containers created from now on give before their final state.
+    pub fn set_polls_before_finished(&self, polls: u32) {
+        self.state.lock().expect("fake state").polls_before_finished = Some(polls);
+    }
+
+    /// Makes the next container created end its processing in `ERROR` with this `status` text.
+    pub fn fail_next_container(&self, status: &str) {
+        self.state.lock().expect("fake state").next_outcomes.push_back(Outcome::Error(status.to_owned()));
+    }
+
+    /// Makes the next container created end its processing in `EXPIRED`.
+    pub fn expire_next_container(&self) {
+        self.state.lock().expect("fake state").next_outcomes.push_back(Outcome::Expired);
+    }
+
+    /// Makes an existing container still `IN_PROGRESS` end its processing in `ERROR` with this `status` text.
+    pub fn fail_container(&self, id: &str, status: &str) {
+        let mut state = self.state.lock().expect("fake state");
+        if let Some(container) = state.container_mut(id) {
+            container.outcome = Outcome::Error(status.to_owned());
+        }
+    }
+
+    /// Sets `quota_total`, the posts an account may publish per rolling 24 h.
+    pub fn set_quota_total(&self, total: u32) {
+        self.state.lock().expect("fake state").quota_total = Some(total);
+    }
+
+    /// Sets `quota_usage`: forgets earlier publishes and counts `usage` made just now (fake clock).
+    pub fn set_quota_usage(&self, usage: u32) {
+        let mut state = self.state.lock().expect("fake state");
+        let now = state.now();
+        state.publish_times = vec![now; usage as usize];
+    }
+
+    /// The current `quota_usage`: posts published within the last 24 h of the fake clock.
+    pub fn quota_usage(&self) -> u32 {
+        self.state.lock().expect("fake state").quota_usage()
+    }
+
+    /// Sets how many containers an account may create per rolling 24 h.
+    pub fn set_container_limit(&self, limit: u32) {
+        self.state.lock().expect("fake state").container_limit = Some(limit);
+    }
+
+    /// Queues a canned JSON answer for the next authenticated `media_publish`; nothing is published.
+    pub fn script_publish(&self, status: u16, body: serde_json::Value, delay: Duration) {
+        let scripted = Scripted { status, body: body.to_string(), content_type: "application/json".into(), delay };
+        self.state.lock().expect("fake state").scripted_publishes.push_back(scripted);
     }
 }
 
@@ -581,6 +1095,454 @@ fn me(req: &Request, version: Option<&str>, state: &Arc<Mutex<State>>) -> Respon
     json(200, serde_json::Value::Object(answer))
 }
 
+/// Checks a publishing call on `/{version}/{path}`: the version, then the token and
+/// `appsecret_proof` exactly as `GET /me` checks them.
+fn graph_caller(
+    req: &Request,
+    params: &HashMap<String, String>,
+    version: &str,
+    path: &str,
+    state: &mut State,
+) -> Result<(), Box<Response>> {
+    state.saw_version(Some(version), path)?;
+    let token = access_token(req, params);
+    state.authenticate(token.as_deref())?;
+    if let Some(proof) = params.get("appsecret_proof")
+        && *proof != hmac_sha256_hex(CLIENT_SECRET.as_bytes(), token.unwrap_or_default().as_bytes())
+    {
+        return Err(Box::new(graph_error(400, "Invalid appsecret_proof provided in the API argument", 100, None)));
+    }
+    Ok(())
+}
+
+/// [`graph_caller`] for `/{version}/{ig-user-id}/{edge}`, whose user must be the token's (or `me`).
+fn user_caller(
+    req: &Request,
+    params: &HashMap<String, String>,
+    (version, id, edge): (&str, &str, &str),
+    method: &str,
+    state: &mut State,
+) -> Result<(), Box<Response>> {
+    graph_caller(req, params, version, &format!("{id}/{edge}"), state)?;
+    if id == USER_ID || id == "me" { Ok(()) } else { Err(Box::new(unsupported(method, id))) }
+}
+
+/// A `true`/`false` parameter, if present; a Graph error if it is anything else.
+fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, Box<Response>> {
+    match params.get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(_) => Err(Box::new(graph_error(400, &format!("(#100) Param {name} must be a boolean"), 100, None))),
+    }
+}
+
+/// Validates the parameters of `POST /{ig-user-id}/media` as Instagram does (the container
+/// limit first, then the fields for the `media_type`).
+fn draft_container(state: &mut State, params: &HashMap<String, String>) -> Result<Draft, Box<Response>> {
+    let err = |message: &str| Box::new(graph_error(400, message, 100, None));
+    let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned);
+    let limit = state.container_limit.unwrap_or(DEFAULT_CONTAINER_LIMIT);
+    if state.containers_today() >= limit {
+        return Err(Box::new(graph_user_error(
+            400,
+            "(#4) Application request limit reached",
+            4,
+            None,
+            "Container limit reached",
+            &format!("You have reached the maximum of {limit} media containers an account may create in 24 hours."),
+        )));
+    }
+    let is_carousel_item = bool_param(params, "is_carousel_item")?.unwrap_or(false);
+    let share_to_feed = bool_param(params, "share_to_feed")?;
+    let media_type = get("media_type").unwrap_or_else(|| "IMAGE".into());
+    let (image_url, video_url) = (get("image_url"), get("video_url"));
+    let required = |name: &str, value: Option<String>| {
+        value.ok_or_else(|| err(&format!("(#100) The parameter {name} is required")))
+    };
+    let (kind, url, is_video) = match media_type.as_str() {
+        "IMAGE" => (MediaKind::Image, Some(required("image_url", image_url)?), false),
+        "REELS" => (MediaKind::Reels, Some(required("video_url", video_url)?), true),
+        "STORIES" => match (image_url, video_url) {
+            (Some(url), None) => (MediaKind::Stories, Some(url), false),
+            (None, Some(url)) => (MediaKind::Stories, Some(url), true),
+            (None, None) => return Err(err("(#100) The parameter image_url or video_url is required")),
+            (Some(_), Some(_)) => return Err(err("(#100) Only one of image_url and video_url may be set")),
+        },
+        "VIDEO" if is_carousel_item => (MediaKind::Video, Some(required("video_url", video_url)?), true),
+        "VIDEO" => {
+            return Err(err(
+                "(#100) The VIDEO media type is only supported for carousel items; publish videos as REELS",
+            ));
+        }
+        "CAROUSEL" => (MediaKind::Carousel, None, false),
+        other => {
+            return Err(err(&format!(
+                "(#100) Param media_type must be one of {{CAROUSEL, IMAGE, REELS, STORIES, VIDEO}}, not {other}"
+            )));
+        }
+    };
+    if is_carousel_item && !matches!(kind, MediaKind::Image | MediaKind::Video) {
+        return Err(err("(#100) is_carousel_item is only supported for images and for media_type=VIDEO"));
+    }
+    let caption = params.get("caption").filter(|c| !c.is_empty()).cloned();
+    if is_carousel_item && caption.is_some() {
+        return Err(err("(#100) Carousel items cannot have a caption; set it on the CAROUSEL container"));
+    }
+    if let Some(caption) = &caption
+        && caption.chars().count() > MAX_CAPTION_CHARS
+    {
+        return Err(Box::new(graph_user_error(
+            400,
+            "(#100) The caption is too long",
+            100,
+            Some(2207010),
+            "Caption too long",
+            &format!("The caption can be at most {MAX_CAPTION_CHARS} characters long."),
+        )));
+    }
+    if share_to_feed.is_some() && kind != MediaKind::Reels {
+        return Err(err("(#100) share_to_feed is only supported for media_type=REELS"));
+    }
+    let alt_text = params.get("alt_text").filter(|a| !a.is_empty()).cloned();
+    if alt_text.is_some() && (is_video || kind == MediaKind::Carousel) {
+        return Err(err("(#100) alt_text is only supported for images"));
+    }
+    let children = match (kind, get("children")) {
+        (MediaKind::Carousel, Some(list)) => carousel_children(state, &list)?,
+        (MediaKind::Carousel, None) => return Err(err("(#100) The parameter children is required")),
+        (_, Some(_)) => return Err(err("(#100) children is only supported for media_type=CAROUSEL")),
+        (_, None) => Vec::new(),
+    };
+    Ok(Draft { kind, is_carousel_item, url, is_video, caption, alt_text, share_to_feed, children })
+}
+
+/// The `children` of a carousel parent (comma-separated, or a JSON array): 2–10 distinct
+/// carousel-item containers of this user, each `FINISHED` or still `IN_PROGRESS`.
+fn carousel_children(state: &mut State, list: &str) -> Result<Vec<String>, Box<Response>> {
+    let children: Vec<String> = list
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if !CAROUSEL_CHILDREN.contains(&children.len()) {
+        return Err(Box::new(graph_error(
+            400,
+            "(#100) The carousel must have between 2 and 10 attachments",
+            100,
+            None,
+        )));
+    }
+    for (index, child) in children.iter().enumerate() {
+        if children[..index].contains(child) {
+            let message = format!("(#100) Param children[{index}] repeats container {child}");
+            return Err(Box::new(graph_error(400, &message, 100, None)));
+        }
+        state.settle(child);
+        let usable = state.container(child).is_some_and(|c| {
+            c.is_carousel_item && matches!(c.status, ContainerStatus::InProgress | ContainerStatus::Finished)
+        });
+        if !usable {
+            let message = format!(
+                "(#100) Param children[{index}] ({child}) must be a FINISHED or IN_PROGRESS carousel item container of this user"
+            );
+            return Err(Box::new(graph_error(400, &message, 100, None)));
+        }
+    }
+    Ok(children)
+}
+
+/// `POST /{version}/{ig-user-id}/media`: creates a container. An `image_url` (feed image, image
+/// item, image story) is downloaded before answering, a failure being error 9004/2207052; a
+/// `video_url` is downloaded in the background, a failure turning the container into `ERROR`.
+#[handler]
+async fn create_media(
+    req: &Request,
+    Path((version, id)): Path<(String, String)>,
+    body: Body,
+    state: Data<&Arc<Mutex<State>>>,
+    client: Data<&reqwest::Client>,
+) -> Response {
+    let params = params(req, &body.into_string().await.unwrap_or_default());
+    let draft = {
+        let mut state = state.lock().expect("fake state");
+        if let Err(response) = user_caller(req, &params, (&version, &id, "media"), "post", &mut state) {
+            return *response;
+        }
+        match draft_container(&mut state, &params) {
+            Ok(draft) => draft,
+            Err(response) => return *response,
+        }
+    };
+    let Some(url) = draft.url.clone() else {
+        let id = state.lock().expect("fake state").add_container(draft, Vec::new(), false);
+        return json(200, serde_json::json!({ "id": id }));
+    };
+    if draft.is_video {
+        let id = state.lock().expect("fake state").add_container(draft, Vec::new(), true);
+        let (state, client, container_id) = (state.0.clone(), client.0.clone(), id.clone());
+        tokio::spawn(async move {
+            let fetched = download(&client, &url).await;
+            let mut state = state.lock().expect("fake state");
+            state.downloads.push(fetched.clone());
+            if let Some(container) = state.container_mut(&container_id) {
+                container.downloading = false;
+                if fetched.error.is_some() && container.status == ContainerStatus::InProgress {
+                    container.status = ContainerStatus::Error;
+                    container.error = Some(DOWNLOAD_FAILED_STATUS.into());
+                }
+                container.downloads.push(fetched);
+            }
+            state.settle(&container_id);
+        });
+        return json(200, serde_json::json!({ "id": id }));
+    }
+    let fetched = download(&client, &url).await;
+    let mut state = state.lock().expect("fake state");
+    state.downloads.push(fetched.clone());
+    if fetched.error.is_some() {
+        return graph_user_error(
+            400,
+            FETCH_FAILED_MESSAGE,
+            9004,
+            Some(2207052),
+            "Media download has failed",
+            FETCH_FAILED_MESSAGE,
+        );
+    }
+    let id = state.add_container(draft, vec![fetched], false);
+    json(200, serde_json::json!({ "id": id }))
+}
+
+/// The fields a published media answers.
+const MEDIA_FIELDS: [&str; 7] =
+    ["id", "caption", "media_type", "media_product_type", "permalink", "timestamp", "username"];
+
+/// A published media's requested fields (already checked against [`MEDIA_FIELDS`]); no
+/// `caption` when it has none, as Instagram omits it.
+fn media_value(media: &PublishedMedia, fields: &[String]) -> serde_json::Value {
+    let mut answer = serde_json::Map::new();
+    for field in fields {
+        let value = match field.as_str() {
+            "caption" => match &media.caption {
+                Some(caption) => serde_json::json!(caption),
+                None => continue,
+            },
+            "media_type" => serde_json::json!(media.media_type()),
+            "media_product_type" => serde_json::json!(media.media_product_type()),
+            "permalink" => serde_json::json!(media.permalink),
+            "timestamp" => serde_json::json!(ig_timestamp(media.published_at)),
+            "username" => serde_json::json!(USERNAME),
+            _ => serde_json::json!(media.media_id),
+        };
+        answer.insert(field.clone(), value);
+    }
+    answer.entry("id").or_insert_with(|| serde_json::json!(media.media_id));
+    serde_json::Value::Object(answer)
+}
+
+/// `GET /{version}/{id}`: a container's `status_code`/`status` (each poll asking for either
+/// moves its processing on one step), or a published media's fields.
+#[handler]
+fn graph_node(req: &Request, Path((version, id)): Path<(String, String)>, state: Data<&Arc<Mutex<State>>>) -> Response {
+    let params = query(req);
+    let mut state = state.lock().expect("fake state");
+    if let Err(response) = graph_caller(req, &params, &version, &id, &mut state) {
+        return *response;
+    }
+    let fields = fields(&params, "id");
+    if state.container(&id).is_some() {
+        if let Some(other) = fields.iter().find(|f| !matches!(f.as_str(), "id" | "status_code" | "status")) {
+            return nonexisting_field(other, "ShadowIGMediaBuilder");
+        }
+        if fields.iter().any(|f| f == "status_code" || f == "status") {
+            state.advance(&id);
+            if let Some(container) = state.container_mut(&id) {
+                container.polls += 1;
+            }
+        } else {
+            state.settle(&id);
+        }
+        let Some(container) = state.container(&id) else { return unsupported("get", &id) };
+        let mut answer = serde_json::Map::new();
+        for field in &fields {
+            let value = match field.as_str() {
+                "status_code" => serde_json::json!(container.status.code()),
+                "status" => serde_json::json!(container.status_text()),
+                _ => serde_json::json!(container.id),
+            };
+            answer.insert(field.clone(), value);
+        }
+        answer.entry("id").or_insert_with(|| serde_json::json!(container.id));
+        return json(200, serde_json::Value::Object(answer));
+    }
+    let Some(media) = state.published.iter().find(|m| m.media_id == id) else {
+        return unsupported("get", &id);
+    };
+    if let Some(other) = fields.iter().find(|f| !MEDIA_FIELDS.contains(&f.as_str())) {
+        return nonexisting_field(other, "IGMedia");
+    }
+    json(200, media_value(media, &fields))
+}
+
+/// `GET /{version}/{ig-user-id}/media`: the published feed media and reels (stories are not on
+/// this edge), newest first, at most `limit` (default 25).
+#[handler]
+fn list_media(req: &Request, Path((version, id)): Path<(String, String)>, state: Data<&Arc<Mutex<State>>>) -> Response {
+    let params = query(req);
+    let mut state = state.lock().expect("fake state");
+    if let Err(response) = user_caller(req, &params, (&version, &id, "media"), "get", &mut state) {
+        return *response;
+    }
+    let fields = fields(&params, "id");
+    if let Some(other) = fields.iter().find(|f| !MEDIA_FIELDS.contains(&f.as_str())) {
+        return nonexisting_field(other, "IGMedia");
+    }
+    let limit = params.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(25);
+    let media: Vec<&PublishedMedia> =
+        state.published.iter().rev().filter(|m| m.kind != MediaKind::Stories).take(limit).collect();
+    let data: Vec<serde_json::Value> = media.iter().map(|m| media_value(m, &fields)).collect();
+    let mut answer = serde_json::json!({ "data": data });
+    if let (Some(first), Some(last)) = (media.first(), media.last()) {
+        answer["paging"] = serde_json::json!({"cursors": {
+            "before": URL_SAFE_NO_PAD.encode(&first.media_id),
+            "after": URL_SAFE_NO_PAD.encode(&last.media_id),
+        }});
+    }
+    json(200, answer)
+}
+
+/// `GET /{version}/{ig-user-id}/content_publishing_limit`: `quota_usage` (the default field)
+/// and `config` over the rolling 24 h.
+#[handler]
+fn publishing_limit(
+    req: &Request,
+    Path((version, id)): Path<(String, String)>,
+    state: Data<&Arc<Mutex<State>>>,
+) -> Response {
+    let params = query(req);
+    let mut state = state.lock().expect("fake state");
+    if let Err(response) = user_caller(req, &params, (&version, &id, "content_publishing_limit"), "get", &mut state) {
+        return *response;
+    }
+    let mut entry = serde_json::Map::new();
+    for field in fields(&params, "quota_usage") {
+        let value = match field.as_str() {
+            "quota_usage" => serde_json::json!(state.quota_usage()),
+            "config" => serde_json::json!({"quota_total": state.quota_total(), "quota_duration": QUOTA_DURATION_SECS}),
+            other => return nonexisting_field(other, "ContentPublishingLimitResponse"),
+        };
+        entry.insert(field, value);
+    }
+    json(200, serde_json::json!({ "data": [entry] }))
+}
+
+/// `POST /{version}/{ig-user-id}/media_publish`: publishes a `FINISHED` container (`creation_id`)
+/// within the rolling 24 h quota, answering the IG media id.
+#[handler]
+async fn media_publish(
+    req: &Request,
+    Path((version, id)): Path<(String, String)>,
+    body: Body,
+    state: Data<&Arc<Mutex<State>>>,
+) -> Response {
+    let params = params(req, &body.into_string().await.unwrap_or_default());
+    let scripted = {
+        let mut state = state.lock().expect("fake state");
+        if let Err(response) = user_caller(req, &params, (&version, &id, "media_publish"), "post", &mut state) {
+            return *response;
+        }
+        match state.scripted_publishes.pop_front() {
+            Some(scripted) => scripted,
+            None => return publish(&mut state, &params),
+        }
+    };
+    scripted_answer(scripted).await
+}
+
+fn publish(state: &mut State, params: &HashMap<String, String>) -> Response {
+    let Some(creation_id) = params.get("creation_id").map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()) else {
+        return graph_error(400, "(#100) The parameter creation_id is required", 100, None);
+    };
+    if state.quota_usage() >= state.quota_total() {
+        return graph_user_error(
+            400,
+            "Application request limit reached",
+            9,
+            Some(2207042),
+            "Maximum number of posts reached",
+            QUOTA_REACHED_MESSAGE,
+        );
+    }
+    state.settle(&creation_id);
+    let Some(container) = state.container(&creation_id).cloned() else {
+        let user_msg = format!("The media with id {creation_id} cannot be found.");
+        return graph_user_error(400, "Media ID is not available", 9007, Some(2207006), "Media not found", &user_msg);
+    };
+    if container.is_carousel_item {
+        return graph_error(
+            400,
+            "(#100) A carousel item container cannot be published on its own; publish its CAROUSEL container",
+            100,
+            None,
+        );
+    }
+    let unusable = |title: &str, user_msg: &str| graph_user_error(400, user_msg, 9007, Some(2207008), title, user_msg);
+    match container.status {
+        ContainerStatus::Finished => {}
+        ContainerStatus::InProgress => {
+            return graph_user_error(
+                400,
+                NOT_READY_MESSAGE,
+                9007,
+                Some(2207027),
+                "Media not ready for publishing",
+                NOT_READY_MESSAGE,
+            );
+        }
+        ContainerStatus::Error => {
+            let user_msg =
+                format!("The media container failed processing and cannot be published: {}", container.status_text());
+            return unusable("Media processing failed", &user_msg);
+        }
+        ContainerStatus::Expired => {
+            return unusable("Media container expired", "The media container has expired; create a new one.");
+        }
+        ContainerStatus::Published => {
+            return unusable("Media already published", "The media container has already been published.");
+        }
+    }
+    let media_id = state.mint_id(MEDIA_ID_BASE);
+    let now = state.now();
+    let shortcode = random_alphanumeric(11);
+    let permalink = match container.kind {
+        MediaKind::Reels => format!("https://www.instagram.com/reel/{shortcode}/"),
+        MediaKind::Stories => format!("https://www.instagram.com/stories/{USERNAME}/{media_id}/"),
+        _ => format!("https://www.instagram.com/p/{shortcode}/"),
+    };
+    for published in std::iter::once(&creation_id).chain(&container.children) {
+        if let Some(c) = state.container_mut(published) {
+            c.status = ContainerStatus::Published;
+            c.media_id = Some(media_id.clone());
+        }
+    }
+    state.publish_times.push(now);
+    state.published.push(PublishedMedia {
+        media_id: media_id.clone(),
+        container_id: creation_id,
+        children: container.children,
+        kind: container.kind,
+        is_video: container.is_video,
+        caption: container.caption,
+        permalink,
+        published_at: now,
+    });
+    json(200, serde_json::json!({ "id": media_id }))
+}
+
 impl crate::Fake for FakeInstagram {
     fn recorder(&self) -> &Recorder {
         &self.recorder
@@ -677,5 +1639,210 @@ mod tests {
         assert_eq!(body["error"]["error_subcode"], 463);
         assert_eq!(ig.versions_seen(), vec!["v26.0".to_owned()]);
         assert_eq!(ig.issued_tokens().len(), 3);
+    }
+
+    fn media_bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[handler]
+    fn photo_file() -> Vec<u8> {
+        media_bytes(100_000)
+    }
+
+    #[handler]
+    fn clip_file() -> Vec<u8> {
+        media_bytes(300_000)
+    }
+
+    /// A plain-http media server: `/photo.jpg`, `/clip.mp4`; anything else is a 404.
+    async fn media_server() -> String {
+        let routes = Route::new().at("/photo.jpg", poem::get(photo_file)).at("/clip.mp4", poem::get(clip_file));
+        serve_fake(routes, Recorder::default()).await
+    }
+
+    async fn post_form(
+        client: &reqwest::Client,
+        url: &str,
+        token: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let response = client.post(url).bearer_auth(token).form(form).send().await.expect("POST");
+        (response.status().as_u16(), response.json().await.expect("json"))
+    }
+
+    async fn poll(client: &reqwest::Client, base: &str, token: &str, id: &str) -> serde_json::Value {
+        let url = format!("{base}/v26.0/{id}?fields=status_code,status&access_token={token}");
+        let (status, body) = get_json(client, &url).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn error_codes(body: &serde_json::Value) -> (Option<u64>, Option<u64>) {
+        (body["error"]["code"].as_u64(), body["error"]["error_subcode"].as_u64())
+    }
+
+    #[tokio::test]
+    async fn container_flow() {
+        let ig = FakeInstagram::start().await;
+        let media = media_server().await;
+        let token = ig.state.lock().expect("fake state").mint_token(TokenKind::LongLived);
+        let client = reqwest::Client::new();
+        let base = ig.base_url.as_str();
+        let media_url = format!("{base}/v26.0/{USER_ID}/media");
+        let publish_url = format!("{base}/v26.0/{USER_ID}/media_publish");
+        let photo = format!("{media}/photo.jpg");
+        let clip = format!("{media}/clip.mp4");
+
+        // An image: downloaded at once, IN_PROGRESS twice, then FINISHED; published once.
+        let (status, body) = post_form(
+            &client,
+            &media_url,
+            &token,
+            &[("image_url", &photo), ("caption", "Hello"), ("alt_text", "A cat")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let image = body["id"].as_str().expect("id").to_owned();
+        let expected_sha = hex(&Sha256::digest(media_bytes(100_000)));
+        let downloads = ig.container(&image).expect("container").downloads;
+        assert_eq!((downloads[0].bytes, downloads[0].sha256.as_str()), (100_000, expected_sha.as_str()));
+        let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &image)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(9007), Some(2207027))), "{body}");
+        assert_eq!(body["error"]["error_user_msg"], NOT_READY_MESSAGE);
+        for _ in 0..2 {
+            assert_eq!(poll(&client, base, &token, &image).await["status_code"], "IN_PROGRESS");
+        }
+        let finished = poll(&client, base, &token, &image).await;
+        assert_eq!(finished["status"], "Finished: Media has been uploaded and it is complete.");
+        assert_eq!(finished["id"], image.as_str());
+        let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &image)]).await;
+        assert_eq!(status, 200, "{body}");
+        let image_media = body["id"].as_str().expect("id").to_owned();
+        assert_eq!(poll(&client, base, &token, &image).await["status_code"], "PUBLISHED");
+        let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &image)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(9007), Some(2207008))), "{body}");
+
+        // A failed image download is a 9004/2207052 and no container.
+        let missing = format!("{media}/missing.jpg");
+        let (status, body) = post_form(&client, &media_url, &token, &[("image_url", &missing)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(9004), Some(2207052))), "{body}");
+        assert_eq!(body["error"]["message"], FETCH_FAILED_MESSAGE);
+        assert_eq!(ig.containers().len(), 1);
+        assert!(ig.downloads().last().expect("download").error.is_some());
+
+        // A reel: the video is fetched in the background; a failed one turns the container to ERROR.
+        ig.set_polls_before_finished(0);
+        let form =
+            [("media_type", "REELS"), ("video_url", clip.as_str()), ("caption", "Reel"), ("share_to_feed", "true")];
+        let (_, body) = post_form(&client, &media_url, &token, &form).await;
+        let reel = body["id"].as_str().expect("id").to_owned();
+        let bad_video = format!("{media}/gone.mp4");
+        let (_, body) =
+            post_form(&client, &media_url, &token, &[("media_type", "REELS"), ("video_url", &bad_video)]).await;
+        let broken = body["id"].as_str().expect("id").to_owned();
+        crate::wait_until(Duration::from_secs(5), "video downloads", || async {
+            (ig.downloads().len() == 4).then_some(())
+        })
+        .await;
+        assert_eq!(ig.container(&reel).expect("reel").downloads[0].bytes, 300_000);
+        assert_eq!(poll(&client, base, &token, &reel).await["status_code"], "FINISHED");
+        let failed = poll(&client, base, &token, &broken).await;
+        assert_eq!(
+            (failed["status_code"].as_str(), failed["status"].as_str()),
+            (Some("ERROR"), Some(DOWNLOAD_FAILED_STATUS))
+        );
+        let (status, _) = post_form(&client, &publish_url, &token, &[("creation_id", &reel)]).await;
+        assert_eq!(status, 200);
+
+        // A carousel of an image and a video item; polling the parent alone moves the items on.
+        ig.set_polls_before_finished(1);
+        let (_, body) =
+            post_form(&client, &media_url, &token, &[("image_url", &photo), ("is_carousel_item", "true")]).await;
+        let first = body["id"].as_str().expect("id").to_owned();
+        let form = [("media_type", "VIDEO"), ("video_url", clip.as_str()), ("is_carousel_item", "true")];
+        let (_, body) = post_form(&client, &media_url, &token, &form).await;
+        let second = body["id"].as_str().expect("id").to_owned();
+        let (status, body) =
+            post_form(&client, &media_url, &token, &[("media_type", "CAROUSEL"), ("children", &first)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(100), None)), "{body}");
+        let children = format!("{first},{second}");
+        let form = [("media_type", "CAROUSEL"), ("children", children.as_str()), ("caption", "Album")];
+        let (status, body) = post_form(&client, &media_url, &token, &form).await;
+        assert_eq!(status, 200, "{body}");
+        let carousel = body["id"].as_str().expect("id").to_owned();
+        crate::wait_until(Duration::from_secs(5), "the item's video", || async {
+            (ig.downloads().len() == 6).then_some(())
+        })
+        .await;
+        assert_eq!(poll(&client, base, &token, &carousel).await["status_code"], "IN_PROGRESS");
+        assert_eq!(poll(&client, base, &token, &carousel).await["status_code"], "FINISHED");
+        let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &first)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(100), None)), "{body}");
+        let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &carousel)]).await;
+        assert_eq!(status, 200, "{body}");
+        let published = ig.published_media();
+        assert_eq!(published.len(), 3);
+        assert_eq!((published[0].media_id.as_str(), published[0].kind), (image_media.as_str(), MediaKind::Image));
+        assert_eq!(
+            (published[2].container_id.as_str(), published[2].children.clone()),
+            (carousel.as_str(), vec![first.clone(), second])
+        );
+        assert_eq!(ig.container(&first).expect("item").status, ContainerStatus::Published);
+
+        // Scripted outcomes.
+        ig.fail_next_container("Error: Unsupported video. (2207026)");
+        ig.expire_next_container();
+        let (_, body) = post_form(&client, &media_url, &token, &[("image_url", &photo)]).await;
+        let erroring = body["id"].as_str().expect("id").to_owned();
+        let (_, body) = post_form(&client, &media_url, &token, &[("image_url", &photo)]).await;
+        let expiring = body["id"].as_str().expect("id").to_owned();
+        assert_eq!(poll(&client, base, &token, &erroring).await["status_code"], "IN_PROGRESS");
+        assert_eq!(poll(&client, base, &token, &erroring).await["status"], "Error: Unsupported video. (2207026)");
+        assert_eq!(poll(&client, base, &token, &expiring).await["status_code"], "IN_PROGRESS");
+        assert_eq!(poll(&client, base, &token, &expiring).await["status_code"], "EXPIRED");
+
+        // Validation.
+        let long = "x".repeat(MAX_CAPTION_CHARS + 1);
+        let (status, body) = post_form(&client, &media_url, &token, &[("image_url", &photo), ("caption", &long)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(100), Some(2207010))), "{body}");
+        let (status, body) = post_form(&client, &media_url, &token, &[("media_type", "REELS")]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(100), None)), "{body}");
+        let other_user = format!("{base}/v26.0/17841499999999999/media");
+        let (status, body) = post_form(&client, &other_user, &token, &[("image_url", &photo)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(100), Some(33))), "{body}");
+        let (status, body) = post_form(&client, &media_url, "nope", &[("image_url", &photo)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(190), None)), "{body}");
+        ig.set_container_limit(5);
+        let (status, body) = post_form(&client, &media_url, &token, &[("image_url", &photo)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(4), None)), "{body}");
+
+        // Quota and the published list.
+        let limit_url =
+            format!("{base}/v26.0/{USER_ID}/content_publishing_limit?fields=quota_usage,config&access_token={token}");
+        let (_, body) = get_json(&client, &limit_url).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"data": [{"quota_usage": 3, "config": {"quota_total": 50, "quota_duration": 86400}}]})
+        );
+        ig.set_container_limit(DEFAULT_CONTAINER_LIMIT);
+        ig.set_polls_before_finished(0);
+        let (_, body) = post_form(&client, &media_url, &token, &[("image_url", &photo)]).await;
+        let over = body["id"].as_str().expect("id").to_owned();
+        ig.set_quota_usage(50);
+        let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &over)]).await;
+        assert_eq!((status, error_codes(&body)), (400, (Some(9), Some(2207042))), "{body}");
+        assert_eq!(body["error"]["error_user_msg"], QUOTA_REACHED_MESSAGE);
+        let list_url = format!("{base}/v26.0/{USER_ID}/media?fields=id,caption,timestamp&access_token={token}");
+        let (status, body) = get_json(&client, &list_url).await;
+        assert_eq!(status, 200, "{body}");
+        let captions: Vec<&str> =
+            body["data"].as_array().expect("data").iter().filter_map(|m| m["caption"].as_str()).collect();
+        assert_eq!(captions, vec!["Album", "Reel", "Hello"]);
+        let (_, body) =
+            get_json(&client, &format!("{base}/v26.0/{image_media}?fields=permalink,media_type&access_token={token}"))
+                .await;
+        assert_eq!(body["media_type"], "IMAGE");
+        assert_eq!(ig.container(&image).expect("image").polls, 4);
     }
 }

@@ -7,6 +7,7 @@ pub mod fake_instagram;
 pub mod fake_linkedin;
 pub mod fake_tiktok;
 pub mod fake_x;
+pub mod media_server;
 mod rows;
 
 use std::{
@@ -46,8 +47,10 @@ pub struct RecordedRequest {
     pub query: String,
     /// Headers, names lower-case.
     pub headers: HashMap<String, String>,
-    /// Body as text.
+    /// Body as text (lossy UTF-8): at most the first [`RECORDED_BODY_LIMIT`] bytes.
     pub body: String,
+    /// The full length of the body in bytes (final once the request is answered).
+    pub body_len: usize,
     /// When it arrived.
     pub at: chrono::DateTime<chrono::Utc>,
 }
@@ -78,41 +81,212 @@ pub trait Fake {
     fn requests_ending_with(&self, suffix: &str) -> Vec<RecordedRequest> {
         self.requests().into_iter().filter(|r| r.path.ends_with(suffix)).collect()
     }
+
+    /// Holds the next `method` request whose path ends with `path_suffix` before the fake
+    /// handles it (see [`Recorder::hold`]).
+    fn hold(&self, method: &str, path_suffix: &str) {
+        self.recorder().hold(method, path_suffix);
+    }
+
+    /// Lets the fake handle the next matching request but withholds its answer (see
+    /// [`Recorder::hold_reply`]).
+    fn hold_reply(&self, method: &str, path_suffix: &str) {
+        self.recorder().hold_reply(method, path_suffix);
+    }
+
+    /// Waits until a held request arrived; returns it (see [`Recorder::wait_held`]).
+    fn wait_held(&self, timeout: Duration) -> impl Future<Output = RecordedRequest> + Send {
+        self.recorder().wait_held(timeout)
+    }
+
+    /// Answers every held request and drops the holds not yet used (see [`Recorder::release_all`]).
+    fn release_all(&self) {
+        self.recorder().release_all();
+    }
 }
 
-/// Records every request of a fake.
+/// How much of a request body a [`RecordedRequest`] keeps.
+pub const RECORDED_BODY_LIMIT: usize = 64 * 1024;
+
+/// Records every request of a fake, and holds the requests a test asked to freeze.
 #[derive(Debug, Clone, Default)]
-pub struct Recorder(Arc<Mutex<Vec<RecordedRequest>>>);
+pub struct Recorder(Arc<RecorderInner>);
+
+#[derive(Debug, Default)]
+struct RecorderInner {
+    requests: Mutex<Vec<RecordedRequest>>,
+    holds: Mutex<Holds>,
+    /// Bumped by every `release_all`; held requests wait for it to move.
+    releases: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Holds {
+    /// Holds not used yet: (method, path suffix, whether the fake handles the request first).
+    pending: Vec<(String, String, bool)>,
+    /// Held requests `wait_held` has not returned yet, oldest first.
+    arrived: std::collections::VecDeque<RecordedRequest>,
+}
 
 impl Recorder {
     /// Everything recorded.
     pub fn all(&self) -> Vec<RecordedRequest> {
-        self.0.lock().expect("recorder").clone()
+        self.0.requests.lock().expect("recorder").clone()
+    }
+
+    /// Makes the next `method` request whose path ends with `path_suffix` be recorded and then
+    /// never handled nor answered until [`Recorder::release_all`] (after which it is handled as
+    /// usual): the client waits until it times out or is killed.
+    pub fn hold(&self, method: &str, path_suffix: &str) {
+        self.0.holds.lock().expect("holds").pending.push((method.to_owned(), path_suffix.to_owned(), false));
+    }
+
+    /// Like [`Recorder::hold`], but the fake handles the request first (its state changes: the
+    /// post exists) and only the answer is withheld until [`Recorder::release_all`].
+    pub fn hold_reply(&self, method: &str, path_suffix: &str) {
+        self.0.holds.lock().expect("holds").pending.push((method.to_owned(), path_suffix.to_owned(), true));
+    }
+
+    /// Waits until a held request arrived and returns it (each held request is returned once,
+    /// oldest first); panics after `timeout`.
+    pub async fn wait_held(&self, timeout: Duration) -> RecordedRequest {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(request) = self.0.holds.lock().expect("holds").arrived.pop_front() {
+                return request;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for a held request");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lets every held request go on (handled and answered as usual) and drops unused holds.
+    pub fn release_all(&self) {
+        self.0.holds.lock().expect("holds").pending.clear();
+        self.0.releases.send_modify(|generation| *generation += 1);
+    }
+
+    /// Takes the first pending hold matching this request: `Some(after_handling)`.
+    fn take_hold(&self, method: &str, path: &str) -> Option<bool> {
+        let mut holds = self.0.holds.lock().expect("holds");
+        let index = holds
+            .pending
+            .iter()
+            .position(|(m, suffix, _)| m.eq_ignore_ascii_case(method) && path.ends_with(suffix.as_str()))?;
+        Some(holds.pending.remove(index).2)
+    }
+
+    /// Publishes a held request to `wait_held`, then waits for the next `release_all`.
+    async fn park(&self, index: usize) {
+        let mut releases = self.0.releases.subscribe();
+        let seen = *releases.borrow_and_update();
+        let request = self.0.requests.lock().expect("recorder")[index].clone();
+        self.0.holds.lock().expect("holds").arrived.push_back(request);
+        let _ = releases.wait_for(|generation| *generation > seen).await;
+    }
+
+    fn push(&self, request: RecordedRequest) -> usize {
+        let mut requests = self.0.requests.lock().expect("recorder");
+        requests.push(request);
+        requests.len() - 1
+    }
+
+    fn add_body_len(&self, index: usize, len: usize) {
+        self.0.requests.lock().expect("recorder")[index].body_len += len;
     }
 }
 
 /// Serves a fake's routes on a free loopback port, recording each request; returns its base URL.
+/// A body up to [`RECORDED_BODY_LIMIT`] is read before the handler runs (as a whole, as before);
+/// a longer one is recorded by its first bytes and streamed on to the handler, its `body_len`
+/// growing as the handler reads it (what the handler leaves unread is drained and counted before
+/// the answer goes out), so a large upload never sits in memory here.
 pub async fn serve_fake(routes: impl Endpoint + 'static, recorder: Recorder) -> String {
+    use futures::StreamExt;
+
     let record = recorder.clone();
     let endpoint = routes.around(move |next, mut req: Request| {
         let record = record.clone();
         async move {
             let at = chrono::Utc::now();
-            let body = req.take_body().into_vec().await.unwrap_or_default();
-            record.0.lock().expect("recorder").push(RecordedRequest {
-                method: req.method().to_string(),
-                path: req.uri().path().to_owned(),
+            let mut stream = req.take_body().into_bytes_stream();
+            let mut chunks = Vec::new();
+            let mut read = 0;
+            let mut ended = false;
+            while read <= RECORDED_BODY_LIMIT {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        read += chunk.len();
+                        chunks.push(chunk);
+                    }
+                    // As before: a body that cannot be read is recorded (and handled) as empty.
+                    Some(Err(_)) => {
+                        chunks.clear();
+                        read = 0;
+                        ended = true;
+                        break;
+                    }
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            let mut head = Vec::with_capacity(read.min(RECORDED_BODY_LIMIT));
+            for chunk in &chunks {
+                let room = RECORDED_BODY_LIMIT - head.len();
+                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            let method = req.method().to_string();
+            let path = req.uri().path().to_owned();
+            let index = record.push(RecordedRequest {
+                method: method.clone(),
+                path: path.clone(),
                 query: req.uri().query().unwrap_or("").to_owned(),
                 headers: req
                     .headers()
                     .iter()
                     .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                     .collect(),
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body: String::from_utf8_lossy(&head).into_owned(),
+                body_len: read,
                 at,
             });
-            req.set_body(body);
-            Ok::<Response, poem::Error>(next.call(req).await?.into_response())
+            // The rest of a long body, shared so that what the handler leaves unread is drained
+            // (and counted) below.
+            let mut unread = None;
+            if ended {
+                req.set_body(chunks.concat());
+            } else {
+                let counter = record.clone();
+                let rest = Arc::new(Mutex::new(Box::pin(stream.map(move |item| {
+                    if let Ok(chunk) = &item {
+                        counter.add_body_len(index, chunk.len());
+                    }
+                    item
+                }))));
+                let reader = rest.clone();
+                let rest_stream =
+                    futures::stream::poll_fn(move |cx| reader.lock().expect("request body").poll_next_unpin(cx));
+                let body = futures::stream::iter(chunks.into_iter().map(Ok)).chain(rest_stream);
+                req.set_body(poem::Body::from_bytes_stream(body));
+                unread = Some(rest);
+            }
+            let hold = record.take_hold(&method, &path);
+            if hold == Some(false) {
+                record.park(index).await;
+            }
+            let result = next.call(req).await;
+            if let Some(rest) = unread {
+                let next_chunk =
+                    || futures::future::poll_fn(|cx| rest.lock().expect("request body").poll_next_unpin(cx));
+                while let Some(Ok(_)) = next_chunk().await {}
+            }
+            let response = result?.into_response();
+            if hold == Some(true) {
+                record.park(index).await;
+            }
+            Ok::<Response, poem::Error>(response)
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
@@ -206,6 +380,8 @@ pub struct TestApp {
     pub facebook: fake_facebook::FakeFacebook,
     /// The fake Instagram.
     pub instagram: fake_instagram::FakeInstagram,
+    /// The test media server (plain http on loopback) the fakes and Herald download from.
+    pub media: media_server::MediaServer,
     /// A direct database handle for assertions.
     pub db: DatabaseConnection,
     /// The settings the app runs with.
@@ -234,6 +410,8 @@ pub fn base_env(fakes: &[Vec<(String, String)>], backend_url: &str) -> HashMap<S
         ("PUBLISH_RETRY_BASE_SECS", "1"),
         ("PLATFORM_HTTP_TIMEOUT_SECS", "3"),
         ("REFRESH_SWEEP_INTERVAL_SECS", "1"),
+        // The test media server is on loopback over plain http.
+        ("MEDIA_ALLOW_PRIVATE", "true"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -269,6 +447,7 @@ impl TestApp {
         let tiktok = fake_tiktok::FakeTiktok::start().await;
         let facebook = fake_facebook::FakeFacebook::start().await;
         let instagram = fake_instagram::FakeInstagram::start().await;
+        let media = media_server::MediaServer::start().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let mut env = base_env(&[x.env(), linkedin.env(), tiktok.env(), facebook.env(), instagram.env()], &base_url);
@@ -331,6 +510,7 @@ impl TestApp {
             tiktok,
             facebook,
             instagram,
+            media,
             db,
             settings,
             env,

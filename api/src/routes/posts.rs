@@ -51,9 +51,36 @@ pub struct PostDraft {
     /// Hashtags, with or without `#`; appended to the text on a line of their own.
     #[oai(default)]
     pub hashtags: Vec<String>,
-    /// Media URLs (not yet supported: must be empty).
+    /// Public `https` URLs of images or a video, in order; what each platform takes is checked
+    /// per platform (README "Media").
     #[oai(default)]
     pub media_urls: Vec<String>,
+    /// Per-platform choices (an Instagram story, the TikTok privacy level).
+    pub options: Option<PostOptionsBody>,
+}
+
+/// Per-platform choices of a post.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PostOptionsBody {
+    /// Instagram: `feed` (default: an image, a reel, or a carousel of 2-10) or `story`.
+    pub instagram_share_as: Option<String>,
+    /// TikTok: `PUBLIC_TO_EVERYONE` (default), `MUTUAL_FOLLOW_FRIENDS`, `FOLLOWER_OF_CREATOR` or
+    /// `SELF_ONLY`; it must be one the creator's account offers (an unaudited app: `SELF_ONLY`).
+    pub tiktok_privacy_level: Option<String>,
+    /// TikTok: turn comments off.
+    #[oai(default)]
+    pub tiktok_disable_comment: bool,
+}
+
+impl From<PostOptionsBody> for shared::domain::PostOptions {
+    fn from(body: PostOptionsBody) -> Self {
+        Self {
+            instagram_share_as: body.instagram_share_as,
+            tiktok_privacy_level: body.tiktok_privacy_level,
+            tiktok_disable_comment: body.tiktok_disable_comment,
+        }
+    }
 }
 
 /// How to lay out posts without a time of their own: the first at the next `start_time` in
@@ -85,11 +112,13 @@ pub struct SingleSchedule {
     /// Hashtags, with or without `#`.
     #[oai(default)]
     pub hashtags: Vec<String>,
-    /// Media URLs (not yet supported: must be empty).
+    /// Public `https` URLs of images or a video, in order.
     #[oai(default)]
     pub media_urls: Vec<String>,
     /// When to publish: RFC 3339 with an offset.
     pub scheduled_time: String,
+    /// Per-platform choices (an Instagram story, the TikTok privacy level).
+    pub options: Option<PostOptionsBody>,
 }
 
 /// The body of `schedule` and `validate`: a campaign request (`posts`), or one flat post.
@@ -166,6 +195,7 @@ impl ScheduleInput {
                         scheduled_time: p.scheduled_time,
                         hashtags: p.hashtags,
                         media_urls: p.media_urls,
+                        options: p.options.map(Into::into).unwrap_or_default(),
                     })
                     .collect(),
                 scheduling_options: body.scheduling_options.map(|o| shared::layout::SchedulingOptions {
@@ -182,6 +212,7 @@ impl ScheduleInput {
                     scheduled_time: Some(body.scheduled_time),
                     hashtags: body.hashtags,
                     media_urls: body.media_urls,
+                    options: body.options.map(Into::into).unwrap_or_default(),
                 }],
                 scheduling_options: None,
             },
@@ -197,7 +228,7 @@ pub struct PostEditBody {
     pub content: Option<String>,
     /// New hashtags, with or without `#`.
     pub hashtags: Option<Vec<String>>,
-    /// New media URLs (not yet supported: must be empty).
+    /// New media URLs, checked for the post's platform.
     pub media_urls: Option<Vec<String>>,
     /// New time, RFC 3339 with an offset.
     pub scheduled_time: Option<String>,
@@ -262,6 +293,12 @@ pub struct Post {
     pub scheduled_time: DateTime<Utc>,
     /// `pending`, `publishing`, `posted`, `failed`, `cancelled`, `retrying` or `unknown`.
     pub status: String,
+    /// While `publishing`, the saved step: `uploading`, `processing` (the platform is processing
+    /// the media), `sending` (the call that makes it public) or `confirming` (the platform is
+    /// finishing it).
+    pub publish_phase: Option<String>,
+    /// The per-platform choices it was scheduled with.
+    pub options: Option<PostOptionsBody>,
     /// The platform's id of the post, once posted.
     pub platform_post_id: Option<String>,
     /// Why the last attempt failed, in the platform's words where it gave some.
@@ -292,6 +329,18 @@ impl From<post::Model> for Post {
             media_urls: serde_json::from_value(row.media_urls).unwrap_or_default(),
             scheduled_time: row.scheduled_time,
             status: row.status.as_str().to_owned(),
+            publish_phase: (row.status == shared::domain::PostStatus::Publishing)
+                .then_some(row.publish_phase)
+                .flatten()
+                .map(|p| p.as_str().to_owned()),
+            options: row
+                .publish_options
+                .and_then(|v| serde_json::from_value::<shared::domain::PostOptions>(v).ok())
+                .map(|o| PostOptionsBody {
+                    instagram_share_as: o.instagram_share_as,
+                    tiktok_privacy_level: o.tiktok_privacy_level,
+                    tiktok_disable_comment: o.tiktok_disable_comment,
+                }),
             platform_post_id: row.platform_post_id,
             posting_error: row.posting_error,
             error_kind: row.error_kind.map(|k| k.as_str().to_owned()),
@@ -448,8 +497,13 @@ impl PostsApi {
     /// it, so a composer can show them as the user types. 422 only for what concerns the whole
     /// request (the campaign id, the number of posts, the scheduling options).
     #[oai(path = "/validate", method = "post")]
-    async fn validate(&self, _auth: BearerAuth, body: Json<ScheduleInput>) -> Result<Json<Validation>, ApiError> {
-        let checks = posts::validate(&body.0.request())?;
+    async fn validate(
+        &self,
+        app: Data<&Arc<App>>,
+        _auth: BearerAuth,
+        body: Json<ScheduleInput>,
+    ) -> Result<Json<Validation>, ApiError> {
+        let checks = posts::validate(&body.0.request(), app.settings.media.allow_private)?;
         let number = |n: Option<usize>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         let checks: Vec<PostCheck> = checks
             .into_iter()

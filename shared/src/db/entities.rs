@@ -84,6 +84,8 @@ pub mod post {
         pub publish_phase: Option<PublishPhase>,
         /// The platform's handles saved by the steps (upload ids, container ids, ...).
         pub publish_state: Option<Json>,
+        /// Per-platform options the user chose ([`PostOptions`](crate::domain::PostOptions)).
+        pub publish_options: Option<Json>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

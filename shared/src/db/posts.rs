@@ -205,20 +205,27 @@ pub async fn unstamp(db: &DatabaseConnection, ids: &[String], stamped_at: DateTi
 /// the attempt's `claim_token`. The claim is the read: the attempt publishes the row returned
 /// here, so an edit or a reschedule that committed first always wins. `None` when the post is not
 /// due, not waiting, or another attempt claimed it first. While `publishing`, the row is due
-/// again at `stale_at`, when a dispatcher looks at it in case its worker died. `phase` is the step
-/// the attempt starts at: `Some(Sending)` when nothing lies between the claim and the platform
-/// call, so the claim also saves the point of no return.
+/// again at `stale_at`, when a dispatcher looks at it in case its worker died. `text_sending`:
+/// nothing lies between the claim and the platform call of a text post, so the claim also saves
+/// its point of no return (`sending`); a media post starts with no phase either way.
 pub async fn claim(
     db: &DatabaseConnection,
     post_id: &str,
     claim_token: &str,
     now: DateTime<Utc>,
     stale_at: DateTime<Utc>,
-    phase: Option<PublishPhase>,
+    text_sending: bool,
 ) -> Result<Option<Model>, DbErr> {
+    // `media_urls` is JSON on PostgreSQL and text on SQLite; as text, an empty list is `[]` on both.
+    let phase = if text_sending {
+        Expr::cust("CASE WHEN CAST(media_urls AS TEXT) = '[]' THEN 'sending' END")
+    } else {
+        Expr::value(Option::<PublishPhase>::None)
+    };
     let mut rows = Entity::update_many()
         .col_expr(Column::Status, Expr::value(PostStatus::Publishing))
-        .col_expr(Column::PublishPhase, Expr::value(phase))
+        .col_expr(Column::PublishPhase, phase)
+        .col_expr(Column::PublishState, Expr::value(Option::<serde_json::Value>::None))
         .col_expr(Column::ClaimToken, Expr::value(claim_token))
         .col_expr(Column::ClaimedAt, Expr::value(now))
         .col_expr(Column::DueAt, Expr::value(millis(stale_at)))
@@ -242,6 +249,94 @@ pub async fn save_phase(
 ) -> Result<bool, DbErr> {
     let result = Entity::update_many()
         .col_expr(Column::PublishPhase, Expr::value(phase))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::ClaimToken.eq(claim_token))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Saves a step of a media post (DESIGN §12) if the attempt still holds it: the phase, the
+/// platform's handles, and when the row next needs a worker (`due_at`: the next look at the
+/// platform while waiting, the claim's staleness otherwise). The dispatcher's stamp is cleared,
+/// so a job is pushed when that time comes. False when the attempt no longer holds the post.
+pub async fn save_step(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: &str,
+    phase: PublishPhase,
+    state: &serde_json::Value,
+    due_at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::PublishPhase, Expr::value(phase))
+        .col_expr(Column::PublishState, Expr::value(state.clone()))
+        .col_expr(Column::DueAt, Expr::value(millis(due_at)))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::ClaimToken.eq(claim_token))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Hands a `publishing` media post that is due (its wait is over, or its claim went stale) to a
+/// new attempt: conditional on the claim and `due_at` as read, so of several jobs for the row
+/// exactly one takes it. Returns the row as taken.
+pub async fn take_over(
+    db: &DatabaseConnection,
+    row: &Model,
+    claim_token: &str,
+    now: DateTime<Utc>,
+    stale_at: DateTime<Utc>,
+) -> Result<Option<Model>, DbErr> {
+    let (Some(due_at), Some(held_by)) = (row.due_at, row.claim_token.as_deref()) else { return Ok(None) };
+    let mut rows = Entity::update_many()
+        .col_expr(Column::ClaimToken, Expr::value(claim_token))
+        .col_expr(Column::ClaimedAt, Expr::value(now))
+        .col_expr(Column::DueAt, Expr::value(millis(stale_at)))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(row.id.as_str()))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::ClaimToken.eq(held_by))
+        .filter(Column::DueAt.eq(due_at))
+        .filter(Column::DueAt.lte(now))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.pop())
+}
+
+/// Holds a claimed post back until `until` without counting an attempt (a per-account budget is
+/// spent): it goes back to the status it was claimed from, its saved steps cleared, with `reason`
+/// shown as its last error. False when the attempt no longer holds it.
+pub async fn defer(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: &str,
+    until: DateTime<Utc>,
+    reason: &str,
+) -> Result<bool, DbErr> {
+    let until = millis(until);
+    let retrying = Column::RetryCount.gt(0);
+    let status =
+        Expr::case(retrying.clone(), Expr::value(PostStatus::Retrying)).finally(Expr::value(PostStatus::Pending));
+    let next_attempt = Expr::case(retrying, Expr::value(until)).finally(Expr::value(NO_TIME));
+    let result = Entity::update_many()
+        .col_expr(Column::Status, status.into())
+        .col_expr(Column::NextAttemptAt, next_attempt.into())
+        .col_expr(Column::DueAt, Expr::value(until))
+        .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
+        .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
+        .col_expr(Column::ClaimedAt, Expr::value(NO_TIME))
+        .col_expr(Column::PublishPhase, Expr::value(Option::<PublishPhase>::None))
+        .col_expr(Column::PublishState, Expr::value(Option::<serde_json::Value>::None))
+        .col_expr(Column::ErrorKind, Expr::value(ErrorKind::RateLimited))
+        .col_expr(Column::PostingError, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(post_id))
         .filter(Column::Status.eq(PostStatus::Publishing))
@@ -306,6 +401,7 @@ pub async fn record(
             .col_expr(Column::NextAttemptAt, Expr::value(millis(next_attempt_at)))
             .col_expr(Column::DueAt, Expr::value(millis(next_attempt_at)))
             .col_expr(Column::PublishPhase, Expr::value(Option::<PublishPhase>::None))
+            .col_expr(Column::PublishState, Expr::value(Option::<serde_json::Value>::None))
             .col_expr(Column::RetryCount, Expr::col(Column::RetryCount).add(1)),
         Outcome::Failed { kind, error } => update
             .col_expr(Column::ErrorKind, Expr::value(kind))
@@ -494,6 +590,8 @@ pub struct Edit {
     pub content: String,
     /// Hashtags without `#`.
     pub hashtags: Vec<String>,
+    /// Media URLs.
+    pub media_urls: Vec<String>,
     /// When it is to go out.
     pub scheduled_time: DateTime<Utc>,
 }
@@ -515,6 +613,7 @@ pub async fn edit(
     let mut update = Entity::update_many()
         .col_expr(Column::PostContent, Expr::value(change.content))
         .col_expr(Column::Hashtags, Expr::value(serde_json::Value::from(change.hashtags)))
+        .col_expr(Column::MediaUrls, Expr::value(serde_json::Value::from(change.media_urls)))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(post_id))
         .filter(Column::UserId.eq(user_id))
@@ -557,6 +656,7 @@ pub async fn retry(
         .col_expr(Column::PostingError, Expr::value(Option::<String>::None))
         .col_expr(Column::ErrorKind, Expr::value(Option::<ErrorKind>::None))
         .col_expr(Column::PublishPhase, Expr::value(Option::<PublishPhase>::None))
+        .col_expr(Column::PublishState, Expr::value(Option::<serde_json::Value>::None))
         .col_expr(Column::ClaimToken, Expr::value(Option::<String>::None))
         .col_expr(Column::ClaimedAt, Expr::value(NO_TIME))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))

@@ -46,6 +46,16 @@ impl PostContent {
     /// Validates `text` and `hashtags` for `platform`. Hashtags may be given with or without `#`;
     /// they are stored without it and appended to the text when published.
     pub fn parse(platform: Platform, text: &str, hashtags: &[String]) -> Result<Self, ValidationError> {
+        Self::parse_with_media(platform, text, hashtags, false)
+    }
+
+    /// [`PostContent::parse`] for a post that may carry media: with media, the text may be empty.
+    pub fn parse_with_media(
+        platform: Platform,
+        text: &str,
+        hashtags: &[String],
+        has_media: bool,
+    ) -> Result<Self, ValidationError> {
         let text = text.trim().to_owned();
         let mut tags = Vec::with_capacity(hashtags.len());
         for tag in hashtags {
@@ -68,7 +78,7 @@ impl PostContent {
             ));
         }
         let content = Self { text, hashtags: tags };
-        if content.text.is_empty() && content.hashtags.is_empty() {
+        if content.text.is_empty() && content.hashtags.is_empty() && !has_media {
             return Err(ValidationError::new("content", "must not be empty"));
         }
         let length = content.length(platform);

@@ -6,6 +6,21 @@ mod content;
 
 pub use content::{PostContent, ValidationError, max_length};
 
+/// Per-platform choices of a post beyond its text and media (stored as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostOptions {
+    /// Instagram: `feed` (the default: an image, a reel or a carousel) or `story`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instagram_share_as: Option<String>,
+    /// TikTok: one of the creator's `privacy_level_options` (default `PUBLIC_TO_EVERYONE`;
+    /// unaudited apps may post only `SELF_ONLY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiktok_privacy_level: Option<String>,
+    /// TikTok: turn comments off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tiktok_disable_comment: bool,
+}
+
 use std::fmt;
 
 use sea_orm::{DeriveActiveEnum, EnumIter};
@@ -176,11 +191,20 @@ string_enum! {
 
 string_enum! {
     /// The last saved step of a publish attempt (DESIGN §12). Text posts go in one step; the
-    /// multi-step media flows add their steps here, each saved before the next starts.
+    /// media flows save each step before the next starts.
     PublishPhase {
+        /// Media is being uploaded (or a container created): nothing is public yet, and a crashed
+        /// attempt redoes the step from the saved handles.
+        Uploading => "uploading",
+        /// Waiting for the platform to process media before the post can be made: nothing is
+        /// public yet; the next look is at `due_at`.
+        Processing => "processing",
         /// The call that makes the post public has been sent (or is being sent): past this point
         /// the post is never sent again, and a crash leaves it `unknown` unless the platform can
         /// be asked.
         Sending => "sending",
+        /// Past the point of no return, waiting for the platform to finish publishing (TikTok):
+        /// the next look is at `due_at`.
+        Confirming => "confirming",
     }
 }

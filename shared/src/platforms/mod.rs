@@ -18,9 +18,12 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use serde_json::Value;
+
 use crate::{
     config::Settings,
-    domain::{ErrorKind, Platform, PostContent},
+    domain::{ErrorKind, Platform, PostContent, PostOptions, PublishPhase},
+    media::MediaFetcher,
 };
 
 /// Tokens returned by a platform's token endpoint.
@@ -218,13 +221,92 @@ pub trait PlatformClient: Send + Sync + fmt::Debug {
         Ok(false)
     }
 
-    /// Publishes a post.
+    /// Publishes a text post.
     async fn publish(
         &self,
         access_token: &str,
         account: &Account,
         content: &PostContent,
     ) -> Result<Published, PlatformError>;
+
+    /// Takes the next step of a media post (DESIGN §12) from the saved `phase` and `state`. The
+    /// step that makes the post public is taken only when `phase` is `Sending`, which the module
+    /// asks for with `Step::Next { phase: Sending, .. }` (the caller saves it first).
+    async fn step(
+        &self,
+        _post: &MediaPost<'_>,
+        _phase: Option<PublishPhase>,
+        _state: &Value,
+    ) -> Result<Step, PlatformError> {
+        Err(PlatformError::Rejected(format!("Herald does not publish media to {}", self.id())))
+    }
+
+    /// After a crash at the point of no return (`phase` `Sending` saved, no outcome), asks the
+    /// platform what became of the post, where it can answer.
+    async fn recover(&self, _post: &MediaPost<'_>, _state: &Value) -> Result<Recovery, PlatformError> {
+        Ok(Recovery::Unknown)
+    }
+}
+
+/// A media post as a platform module sees it.
+#[derive(Debug)]
+pub struct MediaPost<'a> {
+    /// The token to call with (the Page token for Facebook).
+    pub token: &'a str,
+    /// The account it goes to.
+    pub account: &'a Account,
+    /// Text and hashtags.
+    pub content: &'a PostContent,
+    /// The media URLs, in order.
+    pub media: &'a [String],
+    /// The user's per-platform choices.
+    pub options: &'a PostOptions,
+    /// Fetches media under the address rules.
+    pub fetcher: &'a MediaFetcher,
+}
+
+/// What a step of a media post came to.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Save `phase` and `state`, then take the next step at once.
+    Next {
+        /// The phase reached.
+        phase: PublishPhase,
+        /// The platform's handles so far.
+        state: Value,
+    },
+    /// Save `phase` and `state` and look again after `after` (the platform is processing).
+    Wait {
+        /// `Processing` before the point of no return, `Confirming` after it.
+        phase: PublishPhase,
+        /// The platform's handles so far.
+        state: Value,
+        /// When to look again, when the platform said.
+        after: Option<Duration>,
+        /// What the platform says it is doing, in its words.
+        status: String,
+    },
+    /// Published.
+    Done(Published),
+}
+
+/// What the platform says of a post whose attempt crashed at the point of no return.
+#[derive(Debug, Clone)]
+pub enum Recovery {
+    /// It is on the platform.
+    Published(Published),
+    /// It never got there: safe to send again from `state`.
+    NotSent {
+        /// The handles still usable (an Instagram container that is still `FINISHED`).
+        state: Value,
+    },
+    /// It is on its way: keep looking (`Confirming`).
+    Pending {
+        /// The handles to look with.
+        state: Value,
+    },
+    /// The platform cannot say.
+    Unknown,
 }
 
 /// The platforms this server can connect: those with credentials and an implementation.

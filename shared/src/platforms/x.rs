@@ -7,6 +7,12 @@
 //!   Refresh tokens are single use: each refresh returns a new one, which the caller must store
 //!   in the same transaction as the access token.
 //! - Identity from `GET {TWITTER_API_BASE}/2/users/me`, posts with `POST /2/tweets`.
+//! - Media through the v2 upload endpoints (PLATFORMS.md §2.3, the dedicated paths since
+//!   2025-04-30): images in one `POST /2/media/upload` (multipart); video and GIF chunked with
+//!   `POST /2/media/upload/initialize`, `/{id}/append` (4 MiB segments streamed from the source),
+//!   `/{id}/finalize`, then `GET /2/media/upload?command=STATUS` until `succeeded`, each wait a
+//!   saved `processing` step. Each finished upload is saved before the next; the tweet that
+//!   carries their ids is the point of no return.
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
@@ -18,7 +24,57 @@ use super::{
     http::{Dialect, Effect, RegisteredApp, classify_status, json, send},
     oauth::{ClientAuth, Flow, OAuthApp},
 };
-use crate::domain::{Platform, PostContent};
+use crate::{
+    domain::{Platform, PostContent, PublishPhase},
+    media::{Format, Limits, MediaError},
+    platforms::{MediaPost, Step},
+};
+
+/// Bytes per `append` segment (X takes up to 5 MB).
+const SEGMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the media steps have saved (`publish_state.step`).
+#[derive(Debug, Default, serde::Serialize, Deserialize)]
+struct Uploads {
+    /// Ids of the media uploaded and ready, in the post's order.
+    #[serde(default)]
+    media_ids: Vec<String>,
+    /// A chunked upload X is still processing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    processing: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MediaData {
+    id: String,
+    #[serde(default)]
+    processing_info: Option<ProcessingInfo>,
+}
+
+#[derive(Deserialize)]
+struct ProcessingInfo {
+    state: String,
+    #[serde(default)]
+    check_after_secs: Option<u64>,
+    #[serde(default)]
+    error: Option<ProcessingError>,
+}
+
+#[derive(Deserialize)]
+struct ProcessingError {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A media failure as a platform failure: a refused file is final, an unavailable one retried.
+pub(crate) fn media_failure(error: MediaError) -> PlatformError {
+    match error {
+        MediaError::Refused(message) => PlatformError::Rejected(message),
+        MediaError::Unavailable(message) => PlatformError::Transient(message),
+    }
+}
 
 /// Confidential client (Basic auth), PKCE S256, and the minimal scopes for posting text and media
 /// and staying connected (`offline.access` is what makes X issue a refresh token).
@@ -159,15 +215,160 @@ impl PlatformClient for XClient {
         _account: &Account,
         content: &PostContent,
     ) -> Result<Published, PlatformError> {
-        let request = self
-            .app
-            .http
-            .post(format!("{}/2/tweets", self.app.api_base))
-            .bearer_auth(access_token)
-            .json(&serde_json::json!({ "text": content.rendered() }));
+        self.tweet(access_token, content, &[]).await
+    }
+
+    async fn step(
+        &self,
+        post: &MediaPost<'_>,
+        phase: Option<PublishPhase>,
+        state: &serde_json::Value,
+    ) -> Result<Step, PlatformError> {
+        let mut uploads: Uploads = serde_json::from_value(state.clone()).unwrap_or_default();
+        if phase == Some(PublishPhase::Sending) {
+            return Ok(Step::Done(self.tweet(post.token, post.content, &uploads.media_ids).await?));
+        }
+        if let Some(id) = uploads.processing.take() {
+            match self.media_status(post.token, &id).await? {
+                None => uploads.media_ids.push(id),
+                Some((status, after)) => {
+                    uploads.processing = Some(id);
+                    return Ok(wait(&uploads, status, after));
+                }
+            }
+        }
+        let Some(url) = post.media.get(uploads.media_ids.len()) else {
+            return Ok(Step::Next { phase: PublishPhase::Sending, state: to_state(&uploads) });
+        };
+        let limits = Limits::of(Platform::Twitter);
+        let download = post.fetcher.open(url, &limits).await.map_err(media_failure)?;
+        let format = download.format;
+        let id = if matches!(format, Format::Jpeg | Format::Png | Format::Webp) {
+            let bytes = download.all().await.map_err(media_failure)?;
+            self.upload_image(post.token, format, bytes).await?
+        } else {
+            let data = self.upload_chunked(post.token, download).await?;
+            match data.processing_info {
+                Some(info) if info.state != "succeeded" => {
+                    uploads.processing = Some(data.id);
+                    let after = info.check_after_secs.map(std::time::Duration::from_secs);
+                    return Ok(wait(&uploads, info.state, after));
+                }
+                _ => data.id,
+            }
+        };
+        uploads.media_ids.push(id);
+        Ok(Step::Next { phase: PublishPhase::Uploading, state: to_state(&uploads) })
+    }
+}
+
+fn to_state(uploads: &Uploads) -> serde_json::Value {
+    serde_json::to_value(uploads).unwrap_or_default()
+}
+
+fn wait(uploads: &Uploads, status: String, after: Option<std::time::Duration>) -> Step {
+    Step::Wait {
+        phase: PublishPhase::Processing,
+        state: to_state(uploads),
+        after,
+        status: format!("X media processing is {status}"),
+    }
+}
+
+impl XClient {
+    /// `POST /2/tweets` with the text and, when there are some, media ids.
+    async fn tweet(
+        &self,
+        access_token: &str,
+        content: &PostContent,
+        media_ids: &[String],
+    ) -> Result<Published, PlatformError> {
+        let text = content.rendered();
+        let mut body = serde_json::Map::new();
+        if !text.is_empty() || media_ids.is_empty() {
+            body.insert("text".into(), text.into());
+        }
+        if !media_ids.is_empty() {
+            body.insert("media".into(), serde_json::json!({ "media_ids": media_ids }));
+        }
+        let request =
+            self.app.http.post(format!("{}/2/tweets", self.app.api_base)).bearer_auth(access_token).json(&body);
         let response = send::<X>(request, Effect::Write).await?;
         // X answered 2xx, so the post exists; a body we cannot read leaves its id unknown.
         let tweet: Envelope<Tweet> = json::<X, _>(response, "/2/tweets", Effect::Write).await?;
         Ok(Published { platform_post_id: tweet.data.id })
+    }
+
+    /// The simple upload of one image.
+    async fn upload_image(&self, token: &str, format: Format, bytes: bytes::Bytes) -> Result<String, PlatformError> {
+        let part = reqwest::multipart::Part::stream(bytes)
+            .file_name("media")
+            .mime_str(format.mime())
+            .map_err(|e| PlatformError::Rejected(e.to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .part("media", part)
+            .text("media_category", "tweet_image")
+            .text("media_type", format.mime());
+        let request =
+            self.app.http.post(format!("{}/2/media/upload", self.app.api_base)).bearer_auth(token).multipart(form);
+        let data: Envelope<MediaData> =
+            json::<X, _>(send::<X>(request, Effect::Write).await?, "/2/media/upload", Effect::Write).await?;
+        Ok(data.data.id)
+    }
+
+    /// INITIALIZE, APPEND each segment as it arrives from the source (one segment in memory at a
+    /// time), FINALIZE; the finalize answer says whether X is still processing.
+    async fn upload_chunked(
+        &self,
+        token: &str,
+        mut download: crate::media::Download,
+    ) -> Result<MediaData, PlatformError> {
+        let total = download.size().map_err(media_failure)?;
+        let category = if download.format == Format::Gif { "tweet_gif" } else { "tweet_video" };
+        let base = format!("{}/2/media/upload", self.app.api_base);
+        let init = serde_json::json!({ "media_type": download.format.mime(), "total_bytes": total, "media_category": category });
+        let request = self.app.http.post(format!("{base}/initialize")).bearer_auth(token).json(&init);
+        let media: Envelope<MediaData> =
+            json::<X, _>(send::<X>(request, Effect::Write).await?, "media initialize", Effect::Write).await?;
+        let id = media.data.id;
+        let mut segment = 0u32;
+        while let Some(chunk) = download.chunk(SEGMENT_BYTES).await.map_err(media_failure)? {
+            let part = reqwest::multipart::Part::stream(chunk).file_name("media");
+            let form = reqwest::multipart::Form::new().part("media", part).text("segment_index", segment.to_string());
+            let request = self.app.http.post(format!("{base}/{id}/append")).bearer_auth(token).multipart(form);
+            send::<X>(request, Effect::Write).await?;
+            segment += 1;
+        }
+        let request = self.app.http.post(format!("{base}/{id}/finalize")).bearer_auth(token);
+        let data: Envelope<MediaData> =
+            json::<X, _>(send::<X>(request, Effect::Write).await?, "media finalize", Effect::Write).await?;
+        Ok(data.data)
+    }
+
+    /// `None` when the media is ready; otherwise X's state and when to look again. A failed
+    /// processing is refused with X's words.
+    async fn media_status(
+        &self,
+        token: &str,
+        id: &str,
+    ) -> Result<Option<(String, Option<std::time::Duration>)>, PlatformError> {
+        let request = self
+            .app
+            .http
+            .get(format!("{}/2/media/upload", self.app.api_base))
+            .query(&[("command", "STATUS"), ("media_id", id)])
+            .bearer_auth(token);
+        let data: Envelope<MediaData> =
+            json::<X, _>(send::<X>(request, Effect::Read).await?, "media STATUS", Effect::Read).await?;
+        match data.data.processing_info {
+            None => Ok(None),
+            Some(info) if info.state == "succeeded" => Ok(None),
+            Some(info) if info.state == "failed" => {
+                let error = info.error.unwrap_or(ProcessingError { message: None, name: None });
+                let words = error.message.or(error.name).unwrap_or_else(|| "no reason given".into());
+                Err(PlatformError::Rejected(format!("X could not process the media: {words}")))
+            }
+            Some(info) => Ok(Some((info.state, info.check_after_secs.map(std::time::Duration::from_secs)))),
+        }
     }
 }
