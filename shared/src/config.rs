@@ -177,6 +177,13 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Media fetching and multi-step publishing.
     pub media: MediaSettings,
+    /// Where Facebook Page videos are posted (`FACEBOOK_VIDEO_API_BASE`, default
+    /// `https://graph-video.facebook.com`), without a trailing slash.
+    pub facebook_video_api_base: String,
+    /// URL prefixes verified for TikTok's `PULL_FROM_URL` in the developer portal
+    /// (`TIKTOK_VERIFIED_URL_PREFIXES`, comma-separated): videos under one are pulled by TikTok,
+    /// others uploaded in chunks. Photo posts are always pulled, so need one.
+    pub tiktok_verified_prefixes: Vec<String>,
 }
 
 /// Media fetching and the waits of multi-step publishing (DESIGN §10, §12).
@@ -328,6 +335,15 @@ impl Settings {
                     ),
                 },
             },
+            facebook_video_api_base: env
+                .get("FACEBOOK_VIDEO_API_BASE")
+                .map(|v| parse_url("FACEBOOK_VIDEO_API_BASE", &v).map(|u| u.as_str().trim_end_matches('/').to_owned()))
+                .transpose()?
+                .unwrap_or_else(|| "https://graph-video.facebook.com".into()),
+            tiktok_verified_prefixes: env
+                .get("TIKTOK_VERIFIED_URL_PREFIXES")
+                .map(|v| v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+                .unwrap_or_default(),
             media: MediaSettings {
                 allow_private: parse_or(&env, "MEDIA_ALLOW_PRIVATE", false)?,
                 fetch_timeout: Duration::from_secs(parse_or(&env, "MEDIA_FETCH_TIMEOUT_SECS", 600u64)?.max(1)),

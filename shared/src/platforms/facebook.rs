@@ -29,13 +29,17 @@ pub struct FacebookClient {
     app: RegisteredApp,
     /// `{FACEBOOK_API_BASE}/{version}`.
     graph: String,
+    /// `{FACEBOOK_VIDEO_API_BASE}/{version}`, where Page videos are posted.
+    #[allow(dead_code)]
+    graph_video: String,
 }
 
 impl FacebookClient {
-    /// A client for a registered app; Graph calls go to `{FACEBOOK_API_BASE}/{version}`.
-    pub(crate) fn new(app: RegisteredApp, version: &str) -> Self {
+    /// A client for a registered app; Graph calls go to `{FACEBOOK_API_BASE}/{version}`, videos
+    /// to `{video_base}/{version}`.
+    pub(crate) fn new(app: RegisteredApp, version: &str, video_base: &str) -> Self {
         let graph = format!("{}/{version}", app.api_base);
-        Self { app, graph }
+        Self { app, graph, graph_video: format!("{video_base}/{version}") }
     }
 
     /// Facebook's token endpoint takes GET with the app credentials in the query.

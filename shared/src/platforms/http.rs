@@ -182,3 +182,11 @@ impl RegisteredApp {
         Ok(json::<D, RawToken>(response, "the token request", Effect::Read).await?.into_token_set())
     }
 }
+
+/// A media failure as a platform failure: a refused file is final, an unavailable one retried.
+pub(crate) fn media_failure(error: crate::media::MediaError) -> PlatformError {
+    match error {
+        crate::media::MediaError::Refused(message) => PlatformError::Rejected(message),
+        crate::media::MediaError::Unavailable(message) => PlatformError::Transient(message),
+    }
+}

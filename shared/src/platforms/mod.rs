@@ -329,8 +329,12 @@ impl Platforms {
                 Platform::Linkedin => {
                     Arc::new(linkedin::LinkedinClient::new(app, settings.linkedin_api_version.clone()))
                 }
-                Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(app)),
-                Platform::Facebook => Arc::new(facebook::FacebookClient::new(app, &settings.graph_api_version)),
+                Platform::Tiktok => Arc::new(tiktok::TiktokClient::new(app, settings.tiktok_verified_prefixes.clone())),
+                Platform::Facebook => Arc::new(facebook::FacebookClient::new(
+                    app,
+                    &settings.graph_api_version,
+                    &settings.facebook_video_api_base,
+                )),
                 Platform::Instagram => Arc::new(instagram::InstagramClient::new(app, &settings.graph_api_version)),
             };
             clients.insert(platform, client);

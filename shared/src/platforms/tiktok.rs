@@ -26,12 +26,15 @@ const SCOPES: &str = "user.info.basic,video.publish";
 #[derive(Debug)]
 pub struct TiktokClient {
     app: RegisteredApp,
+    /// URL prefixes verified for `PULL_FROM_URL` (`TIKTOK_VERIFIED_URL_PREFIXES`).
+    #[allow(dead_code)]
+    verified_prefixes: Vec<String>,
 }
 
 impl TiktokClient {
     /// A client for a registered app; its client id is TikTok's `client_key`.
-    pub(crate) fn new(app: RegisteredApp) -> Self {
-        Self { app }
+    pub(crate) fn new(app: RegisteredApp, verified_prefixes: Vec<String>) -> Self {
+        Self { app, verified_prefixes }
     }
 
     fn credentials(&self) -> [(&str, &str); 2] {

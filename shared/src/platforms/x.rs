@@ -21,12 +21,12 @@ use serde::Deserialize;
 
 use super::{
     Account, Authorization, Grant, Identity, PlatformClient, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RegisteredApp, classify_status, json, send},
+    http::{Dialect, Effect, RegisteredApp, classify_status, json, media_failure, send},
     oauth::{ClientAuth, Flow, OAuthApp},
 };
 use crate::{
     domain::{Platform, PostContent, PublishPhase},
-    media::{Format, Limits, MediaError},
+    media::{Format, Limits},
     platforms::{MediaPost, Step},
 };
 
@@ -66,14 +66,6 @@ struct ProcessingError {
     message: Option<String>,
     #[serde(default)]
     name: Option<String>,
-}
-
-/// A media failure as a platform failure: a refused file is final, an unavailable one retried.
-pub(crate) fn media_failure(error: MediaError) -> PlatformError {
-    match error {
-        MediaError::Refused(message) => PlatformError::Rejected(message),
-        MediaError::Unavailable(message) => PlatformError::Transient(message),
-    }
 }
 
 /// Confidential client (Basic auth), PKCE S256, and the minimal scopes for posting text and media
