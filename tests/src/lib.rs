@@ -688,3 +688,22 @@ impl TestApp {
         }
     }
 }
+
+/// Starts a real `worker` process (`bin`: the test's `env!("CARGO_BIN_EXE_worker")`) with the
+/// test app's environment only, plus `extra`; its output goes to a file named after `name`.
+pub fn worker_process(app: &TestApp, bin: &str, name: &str, extra: &[(&str, &str)]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let log = std::env::temp_dir().join(format!("herald-{name}-{}.log", std::process::id()));
+    let out = std::fs::File::create(&log).expect("worker log");
+    eprintln!("worker {name} logs to {}", log.display());
+    Command::new(bin)
+        .env_clear()
+        .envs(&app.env)
+        .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("start the worker binary")
+}

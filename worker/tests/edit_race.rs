@@ -2,10 +2,7 @@
 //! two wins. An edit answered 200 is what X receives; an edit answered 409 came too late and X
 //! receives the original. Never both, never neither, never the old words after a 200.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -23,16 +20,7 @@ async fn every_edit_racing_a_claim_either_wins_or_is_refused() {
     // Spread over four seconds, so claims happen all along the edits.
     app.insert_x_posts("race", posts, first, 50).await;
     let rows = app.query("SELECT id, user_id, due_at FROM scheduled_posts").await;
-    let log = std::env::temp_dir().join(format!("herald-edit-race-{}.log", std::process::id()));
-    let out = std::fs::File::create(&log).expect("log");
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env_clear()
-        .envs(&app.env)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .spawn()
-        .expect("start the worker binary");
+    let mut worker = tests::worker_process(&app, env!("CARGO_BIN_EXE_worker"), "edit-race", &[]);
 
     // One edit per post, sent around the moment its job runs: apalis runs a job in the whole
     // second after its time, so between 0.6 s before and 1.4 s after `due_at`.

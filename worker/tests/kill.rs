@@ -4,30 +4,15 @@
 //! waiting, and the only posts Herald cannot vouch for are the ones the dead process had on the
 //! wire, which become `unknown` rather than being sent again.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tests::{Fake, TestApp, wait_until};
 
 /// Jobs each worker process runs at once.
 const CONCURRENCY: usize = 8;
 
-/// Starts the `worker` binary with the test app's environment only, its output in a file.
-fn start_worker(app: &TestApp, name: &str) -> Child {
-    let log = std::env::temp_dir().join(format!("herald-kill-{name}-{}.log", std::process::id()));
-    let out = std::fs::File::create(&log).expect("worker log");
-    eprintln!("worker {name} logs to {}", log.display());
-    Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env_clear()
-        .envs(&app.env)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .spawn()
-        .expect("start the worker binary")
+fn start_worker(app: &TestApp, name: &str) -> std::process::Child {
+    tests::worker_process(app, env!("CARGO_BIN_EXE_worker"), &format!("kill-{name}"), &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
