@@ -197,6 +197,11 @@ pub struct MediaSettings {
     /// The longest a post waits on a platform's processing before it fails, or, past the point
     /// of no return, becomes `unknown` (`PUBLISH_MAX_WAIT_SECS`, default 3600).
     pub max_wait: Duration,
+    /// X posts per account per 15 minutes, kept by every worker together
+    /// (`X_POSTS_PER_15_MIN`, default 100, X's published limit; 0: not kept).
+    pub x_posts_per_15_min: u32,
+    /// TikTok post inits per account per minute (`TIKTOK_INITS_PER_MIN`, default 6; 0: not kept).
+    pub tiktok_inits_per_min: u32,
 }
 
 /// Reads variables from a source; the process environment in production.
@@ -348,6 +353,8 @@ impl Settings {
                 allow_private: parse_or(&env, "MEDIA_ALLOW_PRIVATE", false)?,
                 fetch_timeout: Duration::from_secs(parse_or(&env, "MEDIA_FETCH_TIMEOUT_SECS", 600u64)?.max(1)),
                 max_wait: Duration::from_secs(parse_or(&env, "PUBLISH_MAX_WAIT_SECS", 3600u64)?.max(1)),
+                x_posts_per_15_min: parse_or(&env, "X_POSTS_PER_15_MIN", 100u32)?,
+                tiktok_inits_per_min: parse_or(&env, "TIKTOK_INITS_PER_MIN", 6u32)?,
             },
         })
     }

@@ -303,18 +303,20 @@ async fn credentials(
 /// Per-account budgets kept before calling (DESIGN §5; PLATFORMS.md §2.4, §5.4), shared by every
 /// worker process: X takes 100 posts per user per 15 minutes, TikTok 6 post inits per user per
 /// minute. Instagram's daily limit is read from the platform by its flow.
-fn budget(platform: crate::domain::Platform) -> Option<(u32, StdDuration)> {
-    match platform {
-        crate::domain::Platform::Twitter => Some((100, StdDuration::from_secs(15 * 60))),
-        crate::domain::Platform::Tiktok => Some((6, StdDuration::from_secs(60))),
-        _ => None,
-    }
+fn budget(app: &App, platform: crate::domain::Platform) -> Option<(u32, StdDuration)> {
+    let media = &app.settings.media;
+    let (limit, window) = match platform {
+        crate::domain::Platform::Twitter => (media.x_posts_per_15_min, StdDuration::from_secs(15 * 60)),
+        crate::domain::Platform::Tiktok => (media.tiktok_inits_per_min, StdDuration::from_secs(60)),
+        _ => return None,
+    };
+    (limit > 0).then_some((limit, window))
 }
 
 /// Takes a slot of the post's account budget; when the budget is spent, holds the post back until
 /// a slot frees (rescheduled, not failed) and says so.
 async fn within_budget(app: &App, post: &post::Model, connection_id: i64, claim_token: &str) -> Result<bool, DbErr> {
-    let Some((limit, window)) = budget(post.platform) else { return Ok(true) };
+    let Some((limit, window)) = budget(app, post.platform) else { return Ok(true) };
     let name = format!("{}:{connection_id}", post.platform);
     let wait = match app.locks.take_slot(&name, limit, window).await {
         Ok(None) => return Ok(true),

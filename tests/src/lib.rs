@@ -410,6 +410,8 @@ pub fn base_env(fakes: &[Vec<(String, String)>], backend_url: &str) -> HashMap<S
         ("PUBLISH_RETRY_BASE_SECS", "1"),
         ("PLATFORM_HTTP_TIMEOUT_SECS", "3"),
         ("REFRESH_SWEEP_INTERVAL_SECS", "1"),
+        // Herds of posts per account go to the fake X; the budget has tests of its own.
+        ("X_POSTS_PER_15_MIN", "0"),
         // The test media server is on loopback over plain http.
         ("MEDIA_ALLOW_PRIVATE", "true"),
     ]
@@ -689,14 +691,39 @@ impl TestApp {
     }
 }
 
+/// A worker process a test started; killed when dropped, so a test that fails leaves none behind
+/// holding database connections.
+#[derive(Debug)]
+pub struct WorkerProcess(std::process::Child);
+
+impl std::ops::Deref for WorkerProcess {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WorkerProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts a real `worker` process (`bin`: the test's `env!("CARGO_BIN_EXE_worker")`) with the
 /// test app's environment only, plus `extra`; its output goes to a file named after `name`.
-pub fn worker_process(app: &TestApp, bin: &str, name: &str, extra: &[(&str, &str)]) -> std::process::Child {
+pub fn worker_process(app: &TestApp, bin: &str, name: &str, extra: &[(&str, &str)]) -> WorkerProcess {
     use std::process::{Command, Stdio};
     let log = std::env::temp_dir().join(format!("herald-{name}-{}.log", std::process::id()));
     let out = std::fs::File::create(&log).expect("worker log");
     eprintln!("worker {name} logs to {}", log.display());
-    Command::new(bin)
+    let child = Command::new(bin)
         .env_clear()
         .envs(&app.env)
         .env("RUST_LOG", "info")
@@ -705,5 +732,6 @@ pub fn worker_process(app: &TestApp, bin: &str, name: &str, extra: &[(&str, &str
         .stdout(out.try_clone().expect("log"))
         .stderr(out)
         .spawn()
-        .expect("start the worker binary")
+        .expect("start the worker binary");
+    WorkerProcess(child)
 }

@@ -69,7 +69,8 @@ async fn edits_are_validated_scoped_and_refused_past_waiting() {
         (json!({"hashtags": ["not a tag"]}), 422, "validation_failed"),
         (json!({"scheduled_time": "2020-01-01T00:00:00Z"}), 422, "validation_failed"),
         (json!({"scheduled_time": "tomorrow"}), 422, "validation_failed"),
-        (json!({"media_urls": ["https://example.com/a.png"]}), 422, "validation_failed"),
+        (json!({"media_urls": ["ftp://example.com/a.png"]}), 422, "validation_failed"),
+        (json!({"media_urls": ["https://example.com/a.mp4", "https://example.com/b.png"]}), 422, "validation_failed"),
         (json!({}), 422, "validation_failed"),
         (json!({"content": "x", "colour": "red"}), 400, "bad_request"),
     ] {
@@ -81,6 +82,10 @@ async fn edits_are_validated_scoped_and_refused_past_waiting() {
     let (_, post) = app.get("alice", &format!("/api/v1/posts/{post_id}")).await;
     assert_eq!(post["content"], "kept", "a refused edit changes nothing");
     assert_eq!(time(&post, "scheduled_time").timestamp(), later.timestamp());
+    // New media, checked for the post's platform, replace the old.
+    let (status, answer) = patch(&app, "alice", &post_id, &json!({"media_urls": ["https://example.com/a.png"]})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["media_urls"], json!(["https://example.com/a.png"]));
 
     // Hashtags alone; the time alone.
     let (status, post) = patch(&app, "alice", &post_id, &json!({"hashtags": ["#spring"]})).await;

@@ -11,7 +11,7 @@ use tests::{Fake, TestApp, wait_until};
 /// Jobs each worker process runs at once.
 const CONCURRENCY: usize = 8;
 
-fn start_worker(app: &TestApp, name: &str) -> std::process::Child {
+fn start_worker(app: &TestApp, name: &str) -> tests::WorkerProcess {
     tests::worker_process(app, env!("CARGO_BIN_EXE_worker"), &format!("kill-{name}"), &[])
 }
 

@@ -108,7 +108,10 @@ async fn killed_at_the_tweet_is_unknown_and_never_tweeted_twice() {
 /// and X never answers 429.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_keep_one_accounts_x_budget() {
-    let app = TestApp::spawn_api_only(|_| {}).await;
+    let app = TestApp::spawn_api_only(|env| {
+        env.insert("X_POSTS_PER_15_MIN".into(), "100".into());
+    })
+    .await;
     app.connect_x("pace").await;
     let bin = env!("CARGO_BIN_EXE_worker");
     let mut workers =
