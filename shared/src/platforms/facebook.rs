@@ -9,17 +9,32 @@
 //!   long-lived user token do not expire. The user picks one Page; posts go to
 //!   `POST /{page-id}/feed` with that Page's token.
 //! - Disconnect revokes with `DELETE /{user-id}/permissions`.
+//! - Media (PLATFORMS.md §4.2, Graph API v26.0, docs snapshot 2026-11: FB10 photo uploads, FB11
+//!   video publishing). Facebook fetches every URL itself, so each is probed first (address
+//!   rules, type and size from the first bytes). One photo: `POST /{page-id}/photos` with `url`
+//!   and `message`, whose `post_id` is the post. Several photos: each `POST /{page-id}/photos`
+//!   with `published=false` (not public; each id saved before the next upload), then `POST
+//!   /{page-id}/feed` with `message` and `attached_media[i]={"media_fbid":…}`. One video: `POST
+//!   {FACEBOOK_VIDEO_API_BASE}/{version}/{page-id}/videos` with `file_url` and `description`; its
+//!   id is saved at once (`confirming`), then `GET /{video-id}?fields=status` is polled, each wait
+//!   a saved step, until `video_status` is `ready` (the video id is the post) or `error` (failed
+//!   with Facebook's words). The photos call of a single photo, the feed call and the videos call
+//!   are the points of no return; Facebook cannot be asked afterwards whether one was applied, so
+//!   a crash there leaves the post `unknown` (the default `recover`).
 
 use async_trait::async_trait;
 use chrono::Duration;
 use reqwest::{StatusCode, header::HeaderMap};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
-    Account, Authorization, Grant, Identity, Page, PlatformClient, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, send},
+    Account, Authorization, Grant, Identity, MediaPost, Page, PlatformClient, PlatformError, Published, Step, TokenSet,
+    http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, media_failure, send},
 };
-use crate::domain::{Platform, PostContent};
+use crate::{
+    domain::{Platform, PostContent, PublishPhase},
+    media::{Limits, MediaKind},
+};
 
 const SCOPES: &str = "pages_show_list,pages_read_engagement,pages_manage_posts";
 
@@ -30,7 +45,6 @@ pub struct FacebookClient {
     /// `{FACEBOOK_API_BASE}/{version}`.
     graph: String,
     /// `{FACEBOOK_VIDEO_API_BASE}/{version}`, where Page videos are posted.
-    #[allow(dead_code)]
     graph_video: String,
 }
 
@@ -122,6 +136,86 @@ struct Created {
     id: String,
 }
 
+/// `POST /{page-id}/photos` with `published` true: the photo and the post that carries it.
+#[derive(Deserialize)]
+struct PhotoPost {
+    post_id: String,
+}
+
+/// What a post of one file carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Single {
+    Photo,
+    Video,
+}
+
+/// What the media steps have saved (`publish_state.step`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Uploads {
+    /// A post of one file: what its probe showed it to be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    single: Option<Single>,
+    /// Several photos: the unpublished photos uploaded so far, in the post's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    photo_ids: Vec<String>,
+    /// The video posted, whose processing is awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    video_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VideoNode {
+    #[serde(default)]
+    status: VideoStatus,
+}
+
+/// A video's `status`: `video_status` and the phases, each with its errors.
+#[derive(Deserialize, Default)]
+struct VideoStatus {
+    #[serde(default)]
+    video_status: String,
+    #[serde(default)]
+    uploading_phase: Option<VideoPhase>,
+    #[serde(default)]
+    processing_phase: Option<VideoPhase>,
+    #[serde(default)]
+    publishing_phase: Option<VideoPhase>,
+}
+
+#[derive(Deserialize, Default)]
+struct VideoPhase {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    errors: Vec<VideoError>,
+}
+
+#[derive(Deserialize)]
+struct VideoError {
+    #[serde(default)]
+    message: String,
+}
+
+impl VideoStatus {
+    /// Facebook's words for a failed video: the first error any phase reports.
+    fn failure(&self) -> Option<String> {
+        let phases = [&self.uploading_phase, &self.processing_phase, &self.publishing_phase];
+        let failed_phase = phases.iter().flat_map(|p| p.iter()).any(|p| p.status == "error");
+        if !failed_phase && !matches!(self.video_status.as_str(), "error" | "expired") {
+            return None;
+        }
+        let words = phases
+            .iter()
+            .flat_map(|p| p.iter())
+            .flat_map(|p| &p.errors)
+            .map(|e| e.message.as_str())
+            .find(|m| !m.is_empty())
+            .map_or_else(|| format!("video_status is {}", self.video_status), str::to_owned);
+        Some(words)
+    }
+}
+
 #[async_trait]
 impl PlatformClient for FacebookClient {
     fn id(&self) -> Platform {
@@ -211,5 +305,168 @@ impl PlatformClient for FacebookClient {
         let created: Created =
             json::<Graph, _>(send::<Graph>(request, Effect::Write).await?, "/feed", Effect::Write).await?;
         Ok(Published { platform_post_id: created.id })
+    }
+
+    async fn step(
+        &self,
+        post: &MediaPost<'_>,
+        phase: Option<PublishPhase>,
+        state: &serde_json::Value,
+    ) -> Result<Step, PlatformError> {
+        let page_id = post
+            .account
+            .page_id
+            .as_deref()
+            .ok_or_else(|| PlatformError::Rejected("no Facebook Page is selected".into()))?;
+        let mut uploads: Uploads = serde_json::from_value(state.clone()).unwrap_or_default();
+        let message = post.content.rendered();
+        match phase {
+            Some(PublishPhase::Confirming) => {
+                let video_id = uploads.video_id.clone().ok_or_else(|| {
+                    PlatformError::Unknown("the Facebook video id was not saved before its post was sent".into())
+                })?;
+                self.video_ready(post.token, &uploads, video_id).await
+            }
+            Some(PublishPhase::Sending) if post.media.len() > 1 => {
+                if uploads.photo_ids.len() != post.media.len() {
+                    return Err(PlatformError::Rejected(format!(
+                        "{} of {} photos were uploaded to Facebook before sending",
+                        uploads.photo_ids.len(),
+                        post.media.len()
+                    )));
+                }
+                Ok(Step::Done(self.photos_post(post.token, page_id, &message, &uploads.photo_ids).await?))
+            }
+            Some(PublishPhase::Sending) => match (post.media.first(), uploads.single) {
+                (Some(url), Some(Single::Photo)) => {
+                    Ok(Step::Done(self.photo_post(post.token, page_id, &message, url).await?))
+                }
+                (Some(url), Some(Single::Video)) => {
+                    uploads.video_id = Some(self.video_post(post.token, page_id, &message, url).await?);
+                    Ok(Step::Next { phase: PublishPhase::Confirming, state: to_state(&uploads) })
+                }
+                _ => Err(PlatformError::Rejected("the Facebook media was not checked before sending".into())),
+            },
+            _ if post.media.len() == 1 => {
+                uploads.single = Some(match self.probe(post, &post.media[0]).await? {
+                    MediaKind::Image => Single::Photo,
+                    MediaKind::Video => Single::Video,
+                });
+                Ok(Step::Next { phase: PublishPhase::Sending, state: to_state(&uploads) })
+            }
+            _ => {
+                let index = uploads.photo_ids.len();
+                let Some(url) = post.media.get(index) else {
+                    return Ok(Step::Next { phase: PublishPhase::Sending, state: to_state(&uploads) });
+                };
+                if self.probe(post, url).await? == MediaKind::Video {
+                    return Err(PlatformError::Rejected(format!(
+                        "media_urls[{index}] is a video; Facebook takes a video alone, not with photos"
+                    )));
+                }
+                uploads.photo_ids.push(self.unpublished_photo(post.token, page_id, url).await?);
+                Ok(Step::Next { phase: PublishPhase::Uploading, state: to_state(&uploads) })
+            }
+        }
+    }
+}
+
+fn to_state(uploads: &Uploads) -> serde_json::Value {
+    serde_json::to_value(uploads).unwrap_or_default()
+}
+
+impl FacebookClient {
+    /// Checks a URL Facebook will fetch; image or video, as its bytes show.
+    async fn probe(&self, post: &MediaPost<'_>, url: &str) -> Result<MediaKind, PlatformError> {
+        let download = post.fetcher.probe(url, &Limits::of(Platform::Facebook)).await.map_err(media_failure)?;
+        Ok(download.format.kind())
+    }
+
+    /// `POST /{page-id}/photos` with `published=false`: a photo that is not public, for a post.
+    async fn unpublished_photo(&self, token: &str, page_id: &str, url: &str) -> Result<String, PlatformError> {
+        let request = self
+            .app
+            .http
+            .post(format!("{}/{page_id}/photos", self.graph))
+            .bearer_auth(token)
+            .form(&[("url", url), ("published", "false")]);
+        let created: Created =
+            json::<Graph, _>(send::<Graph>(request, Effect::Write).await?, "/photos", Effect::Write).await?;
+        Ok(created.id)
+    }
+
+    /// `POST /{page-id}/photos` with `url` and `message`: a post of one photo.
+    async fn photo_post(
+        &self,
+        token: &str,
+        page_id: &str,
+        message: &str,
+        url: &str,
+    ) -> Result<Published, PlatformError> {
+        let mut form = vec![("url", url)];
+        if !message.is_empty() {
+            form.push(("message", message));
+        }
+        let request = self.app.http.post(format!("{}/{page_id}/photos", self.graph)).bearer_auth(token).form(&form);
+        // Facebook answered 2xx, so the post exists; a body we cannot read leaves its id unknown.
+        let created: PhotoPost =
+            json::<Graph, _>(send::<Graph>(request, Effect::Write).await?, "/photos", Effect::Write).await?;
+        Ok(Published { platform_post_id: created.post_id })
+    }
+
+    /// `POST /{page-id}/feed` with `message` and `attached_media[i]={"media_fbid":…}`.
+    async fn photos_post(
+        &self,
+        token: &str,
+        page_id: &str,
+        message: &str,
+        photo_ids: &[String],
+    ) -> Result<Published, PlatformError> {
+        let mut form: Vec<(String, String)> = photo_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (format!("attached_media[{i}]"), serde_json::json!({ "media_fbid": id }).to_string()))
+            .collect();
+        if !message.is_empty() {
+            form.push(("message".into(), message.to_owned()));
+        }
+        let request = self.app.http.post(format!("{}/{page_id}/feed", self.graph)).bearer_auth(token).form(&form);
+        let created: Created =
+            json::<Graph, _>(send::<Graph>(request, Effect::Write).await?, "/feed", Effect::Write).await?;
+        Ok(Published { platform_post_id: created.id })
+    }
+
+    /// `POST {graph_video}/{page-id}/videos` with `file_url` and `description`: the video's id.
+    async fn video_post(&self, token: &str, page_id: &str, message: &str, url: &str) -> Result<String, PlatformError> {
+        let mut form = vec![("file_url", url)];
+        if !message.is_empty() {
+            form.push(("description", message));
+        }
+        let request =
+            self.app.http.post(format!("{}/{page_id}/videos", self.graph_video)).bearer_auth(token).form(&form);
+        let created: Created =
+            json::<Graph, _>(send::<Graph>(request, Effect::Write).await?, "/videos", Effect::Write).await?;
+        Ok(created.id)
+    }
+
+    /// `GET /{video-id}?fields=status`: published once `ready`, refused with Facebook's words on
+    /// an error, otherwise a saved wait.
+    async fn video_ready(&self, token: &str, uploads: &Uploads, video_id: String) -> Result<Step, PlatformError> {
+        let request =
+            self.app.http.get(format!("{}/{video_id}", self.graph)).query(&[("fields", "status")]).bearer_auth(token);
+        let node: VideoNode =
+            json::<Graph, _>(send::<Graph>(request, Effect::Read).await?, "the video status", Effect::Read).await?;
+        if let Some(words) = node.status.failure() {
+            return Err(PlatformError::Rejected(format!("Facebook could not process the video: {words}")));
+        }
+        if node.status.video_status == "ready" {
+            return Ok(Step::Done(Published { platform_post_id: video_id }));
+        }
+        Ok(Step::Wait {
+            phase: PublishPhase::Confirming,
+            state: to_state(uploads),
+            after: None,
+            status: format!("Facebook video processing is {}", node.status.video_status),
+        })
     }
 }
