@@ -468,9 +468,28 @@ async fn steps(
                 }
             }
         } else {
-            client.step(&media_post, phase, &saved.step).await
+            with_heartbeat(app, &post.id, claim_token, client.step(&media_post, phase, &saved.step)).await
         };
         let now = Utc::now();
+        // Past the point of no return the platform has the post: a failure to look at it is a
+        // reason to look again (bounded by the wait), never to start over.
+        let result = match result {
+            Err(PlatformError::Transient(message) | PlatformError::RateLimited { message, .. })
+                if phase == Some(PublishPhase::Confirming) =>
+            {
+                Ok(Step::Wait {
+                    phase: PublishPhase::Confirming,
+                    state: saved.step.clone(),
+                    after: None,
+                    status: format!("looking at the post failed: {message}"),
+                })
+            }
+            Err(error) if phase == Some(PublishPhase::Confirming) && !matches!(error, PlatformError::Rejected(_)) => {
+                let error = format!("{platform} has the post but could not say how it ended: {}", error.message());
+                return Ok(Ended::Outcome(Outcome::Unknown { error }));
+            }
+            result => result,
+        };
         match result {
             Ok(Step::Next { phase: next, state }) => {
                 saved = Saved { step: state, waiting_since: None, polls: 0 };
@@ -525,6 +544,29 @@ async fn steps(
                     mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
                 }
                 return Ok(Ended::Outcome(outcome_of(app, post, connection_id, Err(error)).await));
+            }
+        }
+    }
+}
+
+/// Runs a step, pushing the claim's staleness forward while it runs (a large upload may take longer
+/// than `PUBLISH_STALE_AFTER_SECS`): only a dead attempt's claim goes stale.
+async fn with_heartbeat<T>(
+    app: &App,
+    post_id: &str,
+    claim_token: &str,
+    step: impl std::future::Future<Output = T>,
+) -> T {
+    let stale_after = stale_after(app);
+    let period = (stale_after / 3).to_std().unwrap_or(StdDuration::from_secs(60)).max(StdDuration::from_millis(500));
+    let mut step = std::pin::pin!(step);
+    loop {
+        tokio::select! {
+            done = &mut step => return done,
+            () = tokio::time::sleep(period) => {
+                if let Err(error) = posts::extend_claim(&app.db, post_id, claim_token, Utc::now() + stale_after).await {
+                    tracing::warn!(error = %error, "could not extend the claim of a long step");
+                }
             }
         }
     }

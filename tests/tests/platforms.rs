@@ -381,7 +381,7 @@ async fn every_route_is_scoped_to_its_user() {
         assert_eq!(code, 404, "{platform}");
         assert!(connection_of(&app, "alice", platform).await.is_some(), "alice keeps {platform}");
     }
-    // Instagram and TikTok publish media only, which is not available yet.
+    // Instagram and TikTok publish media only: a text post to them is refused.
     for platform in ["instagram", "tiktok"] {
         let at = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
         let (code, body) = app

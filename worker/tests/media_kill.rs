@@ -119,7 +119,9 @@ async fn two_workers_keep_one_accounts_x_budget() {
     app.insert_x_posts("pace", 103, Utc::now() + chrono::Duration::seconds(2), 0).await;
     let statuses = wait_until(Duration::from_secs(60), "100 posted and 3 held back", || async {
         let statuses = app.posts_by_status().await;
-        (statuses.get("posted") == Some(&100) && statuses.get("pending") == Some(&3)).then_some(statuses)
+        let held =
+            app.query("SELECT id FROM scheduled_posts WHERE status = 'pending' AND error_kind = 'rate_limited'").await;
+        (statuses.get("posted") == Some(&100) && held.len() == 3).then_some(statuses)
     })
     .await;
     for worker in &mut workers {

@@ -284,6 +284,23 @@ pub async fn save_step(
     Ok(result.rows_affected == 1)
 }
 
+/// Moves the staleness of a claim the attempt still holds to `stale_at` (a long step's heartbeat).
+pub async fn extend_claim(
+    db: &DatabaseConnection,
+    post_id: &str,
+    claim_token: &str,
+    stale_at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::DueAt, Expr::value(millis(stale_at)))
+        .filter(Column::Id.eq(post_id))
+        .filter(Column::Status.eq(PostStatus::Publishing))
+        .filter(Column::ClaimToken.eq(claim_token))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// Hands a `publishing` media post that is due (its wait is over, or its claim went stale) to a
 /// new attempt: conditional on the claim and `due_at` as read, so of several jobs for the row
 /// exactly one takes it. Returns the row as taken.
