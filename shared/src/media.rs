@@ -505,8 +505,8 @@ impl MediaFetcher {
             && length > limit
         {
             return Err(MediaError::Refused(format!(
-                "{shown} is {} MB, over the limit of {} MB",
-                length / MB,
+                "{shown} is {:.1} MB, over the limit of {} MB",
+                length as f64 / MB as f64,
                 limit / MB
             )));
         }
