@@ -10,6 +10,8 @@ pub mod fake_x;
 pub mod media_server;
 mod rows;
 
+pub use rows::{error_message, posting_error};
+
 use std::{
     collections::HashMap,
     io::Write,

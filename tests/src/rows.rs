@@ -103,3 +103,49 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// Schedules a media post of `user` to `platform`, due now, with `options` (`null`: none);
+    /// returns the answer's status and body.
+    pub async fn schedule_media(
+        &self,
+        user: &str,
+        platform: &str,
+        content: &str,
+        media: Vec<String>,
+        options: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({"campaign_id": format!("media-{platform}"), "platforms": [platform],
+            "content": content, "media_urls": media, "scheduled_time": chrono::Utc::now().to_rfc3339()});
+        if !options.is_null() {
+            body["options"] = options;
+        }
+        self.post(user, "/api/v1/posts/schedule", &body).await
+    }
+
+    /// [`TestApp::schedule_media`], which must succeed; returns the post once final (90 s at most:
+    /// a media post waits on the platform a few times).
+    pub async fn publish_media(
+        &self,
+        user: &str,
+        platform: &str,
+        content: &str,
+        media: Vec<String>,
+        options: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, body) = self.schedule_media(user, platform, content, media, options).await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["posts"][0]["id"].as_str().expect("id").to_owned();
+        self.wait_for_post(user, &id, &["posted", "failed", "unknown"], std::time::Duration::from_secs(90)).await
+    }
+}
+
+/// The message of an answer in the one error shape.
+pub fn error_message(body: &serde_json::Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+/// A post's `posting_error`.
+pub fn posting_error(post: &serde_json::Value) -> &str {
+    post["posting_error"].as_str().unwrap_or_default()
+}

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Value, json};
 use tests::{
     Fake, Mode, TestApp,
@@ -14,15 +13,9 @@ use tests::{
     media_server::expected_sha256,
 };
 
-const FINAL: &[&str] = &["posted", "failed", "unknown"];
+use tests::error_message as message;
 
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
-}
-
-fn error_of(post: &Value) -> &str {
-    post["posting_error"].as_str().unwrap_or_default()
-}
+use tests::posting_error as error_of;
 
 /// Connects Facebook for alice and picks the Page "Herald Cafe" (101).
 async fn connect_page(app: &TestApp) {
@@ -32,16 +25,11 @@ async fn connect_page(app: &TestApp) {
 }
 
 async fn schedule(app: &TestApp, media: Vec<String>, content: &str) -> (u16, Value) {
-    let body = json!({"campaign_id": "m1", "platforms": ["facebook"], "content": content,
-        "media_urls": media, "scheduled_time": Utc::now().to_rfc3339()});
-    app.post("alice", "/api/v1/posts/schedule", &body).await
+    app.schedule_media("alice", "facebook", content, media, Value::Null).await
 }
 
 async fn publish(app: &TestApp, media: Vec<String>, content: &str) -> Value {
-    let (status, body) = schedule(app, media, content).await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["posts"][0]["id"].as_str().expect("id").to_owned();
-    app.wait_for_post("alice", &id, FINAL, Duration::from_secs(20)).await
+    app.publish_media("alice", "facebook", content, media, Value::Null).await
 }
 
 /// The Page publishing calls Facebook received, by edge (`photos`, `feed`, `videos`, or `status`

@@ -16,21 +16,13 @@ use tests::{
 
 const FINAL: &[&str] = &["posted", "failed", "unknown"];
 
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
-}
+use tests::error_message as message;
 
-fn error(post: &Value) -> &str {
-    post["posting_error"].as_str().unwrap_or_default()
-}
+use tests::posting_error as error;
 
 async fn schedule(app: &TestApp, media: Vec<String>, content: &str, share_as: Option<&str>) -> (u16, Value) {
-    let mut body = json!({"campaign_id": "ig", "platforms": ["instagram"], "content": content,
-        "media_urls": media, "scheduled_time": Utc::now().to_rfc3339()});
-    if let Some(share_as) = share_as {
-        body["options"] = json!({ "instagram_share_as": share_as });
-    }
-    app.post("alice", "/api/v1/posts/schedule", &body).await
+    let options = share_as.map_or(Value::Null, |share_as| json!({ "instagram_share_as": share_as }));
+    app.schedule_media("alice", "instagram", content, media, options).await
 }
 
 async fn scheduled(app: &TestApp, media: Vec<String>, content: &str, share_as: Option<&str>) -> String {
@@ -41,7 +33,7 @@ async fn scheduled(app: &TestApp, media: Vec<String>, content: &str, share_as: O
 
 async fn publish(app: &TestApp, media: Vec<String>, content: &str, share_as: Option<&str>) -> Value {
     let id = scheduled(app, media, content, share_as).await;
-    app.wait_for_post("alice", &id, FINAL, Duration::from_secs(30)).await
+    app.wait_for_post("alice", &id, FINAL, Duration::from_secs(90)).await
 }
 
 /// The publishing calls Instagram received, in order; repeated status polls shown once.
@@ -180,7 +172,7 @@ async fn a_failed_container_fails_with_instagrams_words_and_a_spent_quota_waits(
     ig.set_quota_usage(50);
     let id = scheduled(&app, vec![app.media.media_url("a.jpg", 10_000)], "over quota", None).await;
     let post =
-        app.wait_for_post("alice", &id, &["retrying", "posted", "failed", "unknown"], Duration::from_secs(20)).await;
+        app.wait_for_post("alice", &id, &["retrying", "posted", "failed", "unknown"], Duration::from_secs(90)).await;
     assert_eq!((post["status"].as_str(), post["error_kind"].as_str()), (Some("retrying"), Some("rate_limited")));
     assert!(error(&post).contains("50 of 50"), "{post}");
     let next: chrono::DateTime<Utc> = post["next_attempt_at"].as_str().expect("next").parse().expect("time");
@@ -217,7 +209,7 @@ async fn a_crash_at_media_publish_is_resolved_by_the_container() {
             Utc::now().to_rfc3339()
         ))
         .await;
-        let post = app.wait_for_post("alice", &id, FINAL, Duration::from_secs(20)).await;
+        let post = app.wait_for_post("alice", &id, FINAL, Duration::from_secs(90)).await;
         assert_eq!(post["status"], "posted", "{post}");
         let published = ig.published_media();
         assert_eq!(published.len(), before + 1, "published once");

@@ -25,21 +25,12 @@ fn unverified(url: &str) -> String {
     url.replacen("127.0.0.1", "localhost", 1)
 }
 
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
-}
+use tests::error_message as message;
 
-fn error(post: &Value) -> &str {
-    post["posting_error"].as_str().unwrap_or_default()
-}
+use tests::posting_error as error;
 
 async fn schedule(app: &TestApp, user: &str, media: Vec<String>, content: &str, options: Value) -> (u16, Value) {
-    let mut body = json!({"campaign_id": "t1", "platforms": ["tiktok"], "content": content,
-        "media_urls": media, "scheduled_time": Utc::now().to_rfc3339()});
-    if !options.is_null() {
-        body["options"] = options;
-    }
-    app.post(user, "/api/v1/posts/schedule", &body).await
+    app.schedule_media(user, "tiktok", content, media, options).await
 }
 
 async fn publish_as(app: &TestApp, user: &str, media: Vec<String>, content: &str, options: Value) -> Value {

@@ -2,29 +2,17 @@
 //! upload each, video chunked and processed (a saved `processing` wait, not a sleep), the tweet
 //! carrying the ids in order; and media refused at schedule time and when fetched.
 
-use std::time::Duration;
-
-use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tests::{Fake, Mode, TestApp, media_server::expected_sha256};
 
-const FINAL: &[&str] = &["posted", "failed", "unknown"];
-
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
-}
+use tests::error_message as message;
 
 async fn schedule(app: &TestApp, media: Vec<String>, content: &str) -> (u16, Value) {
-    let body = json!({"campaign_id": "m1", "platforms": ["twitter"], "content": content,
-        "media_urls": media, "scheduled_time": Utc::now().to_rfc3339()});
-    app.post("alice", "/api/v1/posts/schedule", &body).await
+    app.schedule_media("alice", "twitter", content, media, Value::Null).await
 }
 
 async fn publish(app: &TestApp, media: Vec<String>, content: &str) -> Value {
-    let (status, body) = schedule(app, media, content).await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["posts"][0]["id"].as_str().expect("id").to_owned();
-    app.wait_for_post("alice", &id, FINAL, Duration::from_secs(40)).await
+    app.publish_media("alice", "twitter", content, media, Value::Null).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
