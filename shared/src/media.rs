@@ -431,11 +431,6 @@ impl MediaFetcher {
         Self { client: builder.build().expect("a rustls client with static settings builds"), allow_private }
     }
 
-    /// Whether the address rules are lifted.
-    pub fn allows_private(&self) -> bool {
-        self.allow_private
-    }
-
     /// Opens `url` and reads enough to tell its type: refused unless `limits` take that format
     /// and its announced size fits. The rest is read in chunks with [`Download::chunk`].
     pub async fn open(&self, url: &str, limits: &Limits) -> Result<Download, MediaError> {
