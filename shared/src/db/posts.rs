@@ -109,6 +109,15 @@ fn status_in(statuses: &[PostStatus]) -> SimpleExpr {
     Column::Status.is_in(statuses.iter().copied())
 }
 
+/// The post, while the attempt holding `claim_token` still holds it: every write of an attempt
+/// is conditional on this.
+fn held(post_id: &str, claim_token: &str) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(Column::Id.eq(post_id))
+        .add(Column::Status.eq(PostStatus::Publishing))
+        .add(Column::ClaimToken.eq(claim_token))
+}
+
 const NO_TIME: Option<DateTime<Utc>> = None;
 
 /// A post due for the dispatcher: its id and when its job is due.
@@ -250,9 +259,7 @@ pub async fn save_phase(
     let result = Entity::update_many()
         .col_expr(Column::PublishPhase, Expr::value(phase))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing))
-        .filter(Column::ClaimToken.eq(claim_token))
+        .filter(held(post_id, claim_token))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -276,9 +283,7 @@ pub async fn save_step(
         .col_expr(Column::DueAt, Expr::value(millis(due_at)))
         .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing))
-        .filter(Column::ClaimToken.eq(claim_token))
+        .filter(held(post_id, claim_token))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -293,9 +298,7 @@ pub async fn extend_claim(
 ) -> Result<bool, DbErr> {
     let result = Entity::update_many()
         .col_expr(Column::DueAt, Expr::value(millis(stale_at)))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing))
-        .filter(Column::ClaimToken.eq(claim_token))
+        .filter(held(post_id, claim_token))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -355,9 +358,7 @@ pub async fn defer(
         .col_expr(Column::ErrorKind, Expr::value(ErrorKind::RateLimited))
         .col_expr(Column::PostingError, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing))
-        .filter(Column::ClaimToken.eq(claim_token))
+        .filter(held(post_id, claim_token))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -401,9 +402,7 @@ pub async fn record(
         .col_expr(Column::Status, Expr::value(outcome.status()))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .col_expr(Column::DispatchedAt, Expr::value(NO_TIME))
-        .filter(Column::Id.eq(post_id))
-        .filter(Column::Status.eq(PostStatus::Publishing))
-        .filter(Column::ClaimToken.eq(claim_token));
+        .filter(held(post_id, claim_token));
     update = match outcome {
         Outcome::Posted { platform_post_id, published_at } => update
             .col_expr(Column::PlatformPostId, Expr::value(platform_post_id))
