@@ -24,9 +24,12 @@ use poem::{
     web::{Data, Path},
 };
 use rand::{Rng, RngCore};
-use sha2::{Digest, Sha256};
 
-use crate::{Recorder, serve_fake};
+use crate::{
+    Recorder,
+    graph::{access_token, hmac_sha256_hex, params, query},
+    serve_fake,
+};
 
 /// The app id the fake accepts.
 pub const APP_ID: &str = "1234567890123456";
@@ -346,58 +349,6 @@ fn version_ok(version: &str) -> bool {
         .strip_prefix('v')
         .and_then(|rest| rest.strip_suffix(".0"))
         .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn query(req: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
-}
-
-/// Query parameters merged with the body's (form-encoded or JSON), the body winning.
-fn params(req: &Request, body: &str) -> HashMap<String, String> {
-    let mut params = query(req);
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) {
-            for (key, value) in map {
-                let value = match value {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                params.insert(key, value);
-            }
-        }
-    } else {
-        params.extend(url::form_urlencoded::parse(body.as_bytes()).into_owned());
-    }
-    params
-}
-
-/// The access token of a Graph call: `Authorization: Bearer` (or `OAuth`), else `access_token`.
-fn access_token(req: &Request, params: &HashMap<String, String>) -> Option<String> {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    header
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
-        .map(|t| t.trim().to_owned())
-        .or_else(|| params.get("access_token").cloned())
-}
-
-/// HMAC-SHA256 in lower-case hex, as `appsecret_proof` uses.
-fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&inner_pad).chain_update(message).finalize();
-    let outer = Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An `appsecret_proof`, when sent, must be the HMAC of the token with the app secret.
@@ -1047,29 +998,15 @@ fn boolean(params: &HashMap<String, String>, name: &str, default: bool) -> Resul
 
 /// Downloads `url` with a plain client, counting and hashing the body as it streams.
 async fn download(url: &str) -> Download {
-    let mut fetched = Download { url: url.to_owned(), status: None, bytes: 0, sha256: String::new(), complete: false };
-    let mut hasher = Sha256::new();
     let client = reqwest::Client::builder().timeout(DOWNLOAD_TIMEOUT).build().expect("download client");
-    if let Ok(mut response) = client.get(url).send().await {
-        fetched.status = Some(response.status().as_u16());
-        if response.status().is_success() {
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        fetched.bytes += u64::try_from(chunk.len()).expect("chunk length");
-                        hasher.update(&chunk);
-                    }
-                    Ok(None) => {
-                        fetched.complete = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+    let fetched = crate::fetch_streamed(&client, url, |_| {}).await;
+    Download {
+        url: url.to_owned(),
+        status: fetched.status,
+        bytes: fetched.bytes,
+        sha256: fetched.sha256,
+        complete: fetched.error.is_none(),
     }
-    fetched.sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    fetched
 }
 
 /// `POST /{version}/{page-id}/photos` with `url`: the fake downloads it; a post unless
@@ -1465,7 +1402,7 @@ mod tests {
 
     fn sha256_of(n: usize) -> String {
         let data: Vec<u8> = (0..n).map(|i| u8::try_from(i % 251).expect("byte")).collect();
-        Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex(&<sha2::Sha256 as sha2::Digest>::digest(&data))
     }
 
     #[tokio::test]

@@ -29,9 +29,12 @@ use poem::{
     web::{Data, Path},
 };
 use rand::{Rng, RngCore};
-use sha2::{Digest, Sha256};
 
-use crate::{Recorder, serve_fake};
+use crate::{
+    Recorder,
+    graph::{access_token, hmac_sha256_hex, params, query},
+    serve_fake,
+};
 
 /// The client id (Instagram app id) the fake accepts.
 pub const CLIENT_ID: &str = "987654321098765";
@@ -545,36 +548,8 @@ fn version_ok(version: &str) -> bool {
         .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn query(req: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
-}
-
 fn form(body: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
-}
-
-/// Query parameters merged with the body's (form-encoded or JSON), the body winning.
-fn params(req: &Request, body: &str) -> HashMap<String, String> {
-    let mut params = query(req);
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) {
-            for (key, value) in map {
-                let value = match value {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                params.insert(key, value);
-            }
-        }
-    } else {
-        params.extend(form(body));
-    }
-    params
 }
 
 /// The Graph error object with the `error_user_title` and `error_user_msg` of publishing errors.
@@ -628,57 +603,10 @@ fn ig_timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S+0000").to_string()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Fetches `url` as Meta cURLs it: streamed, each chunk counted and hashed, nothing kept.
 async fn download(client: &reqwest::Client, url: &str) -> Download {
-    let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
-    let mut error = None;
-    match client.get(url).send().await {
-        Err(e) => error = Some(e.to_string()),
-        Ok(response) if !response.status().is_success() => error = Some(format!("HTTP {}", response.status())),
-        Ok(mut response) => loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    bytes += chunk.len() as u64;
-                    hasher.update(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-        },
-    }
-    Download { url: url.to_owned(), bytes, sha256: hex(&hasher.finalize()), error }
-}
-
-/// The access token of a Graph call: `Authorization: Bearer`, else the `access_token` parameter.
-fn access_token(req: &Request, params: &HashMap<String, String>) -> Option<String> {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    header
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
-        .map(|t| t.trim().to_owned())
-        .or_else(|| params.get("access_token").cloned())
-}
-
-/// HMAC-SHA256 in lower-case hex, as `appsecret_proof` uses.
-fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&inner_pad).chain_update(message).finalize();
-    let outer = Sha256::new().chain_update(&outer_pad).chain_update(inner).finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+    let fetched = crate::fetch_streamed(client, url, |_| {}).await;
+    Download { url: url.to_owned(), bytes: fetched.bytes, sha256: fetched.sha256, error: fetched.error }
 }
 
 async fn scripted_answer(scripted: Scripted) -> Response {
@@ -1704,7 +1632,7 @@ mod tests {
         .await;
         assert_eq!(status, 200, "{body}");
         let image = body["id"].as_str().expect("id").to_owned();
-        let expected_sha = hex(&Sha256::digest(media_bytes(100_000)));
+        let expected_sha = crate::hex(&<sha2::Sha256 as sha2::Digest>::digest(media_bytes(100_000)));
         let downloads = ig.container(&image).expect("container").downloads;
         assert_eq!((downloads[0].bytes, downloads[0].sha256.as_str()), (100_000, expected_sha.as_str()));
         let (status, body) = post_form(&client, &publish_url, &token, &[("creation_id", &image)]).await;

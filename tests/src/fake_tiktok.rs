@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::{Recorder, serve_fake};
+use crate::{Recorder, hex, serve_fake};
 
 /// The client key the fake accepts (TikTok's name for the client id).
 pub const CLIENT_ID: &str = "fakettclientkey";
@@ -529,10 +529,6 @@ fn status_of(code: &str) -> u16 {
         "internal_error" => 500,
         _ => 403,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The request body as a JSON object, or 400 `invalid_params`.
@@ -1222,39 +1218,21 @@ async fn run_pull(state: Arc<Mutex<State>>, pull: Pull) {
 
 /// One GET of a pull, its body streamed into a running SHA-256 (and into the publish's).
 async fn download(http: &reqwest::Client, state: &Arc<Mutex<State>>, publish_id: &str, url: &str) -> Download {
-    let mut record = Download {
+    let fetched = crate::fetch_streamed(http, url, |chunk| {
+        if let Some(publish) = state.lock().expect("fake state").publish_mut(publish_id) {
+            publish.hasher.update(chunk);
+            publish.info.bytes_received += chunk.len() as u64;
+        }
+    })
+    .await;
+    Download {
         publish_id: publish_id.to_owned(),
         url: url.to_owned(),
-        http_status: None,
-        bytes: 0,
-        sha256: String::new(),
-        ok: false,
-    };
-    let mut hasher = Sha256::new();
-    if let Ok(mut response) = http.get(url).send().await {
-        record.http_status = Some(response.status().as_u16());
-        if response.status().is_success() {
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        hasher.update(&chunk);
-                        record.bytes += chunk.len() as u64;
-                        if let Some(publish) = state.lock().expect("fake state").publish_mut(publish_id) {
-                            publish.hasher.update(&chunk);
-                            publish.info.bytes_received += chunk.len() as u64;
-                        }
-                    }
-                    Ok(None) => {
-                        record.ok = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+        http_status: fetched.status,
+        bytes: fetched.bytes,
+        sha256: fetched.sha256,
+        ok: fetched.error.is_none(),
     }
-    record.sha256 = hex(&hasher.finalize());
-    record
 }
 
 /// `PUT /video/upload/?upload_id=…&upload_token=…`: the next chunk of a FILE_UPLOAD, exactly the

@@ -9,7 +9,6 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    fmt::Write as _,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -27,7 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::{Recorder, serve_fake};
+use crate::{Recorder, hex, serve_fake};
 
 /// The client credentials the fake accepts.
 pub const CLIENT_ID: &str = "fake-x-client-id";
@@ -671,14 +670,6 @@ impl Media {
             state => serde_json::json!({"state": state, "check_after_secs": check_after_secs}),
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 /// X's 400 problem for a request it refuses.

@@ -7,6 +7,7 @@ pub mod fake_instagram;
 pub mod fake_linkedin;
 pub mod fake_tiktok;
 pub mod fake_x;
+mod graph;
 pub mod media_server;
 mod rows;
 
@@ -736,4 +737,55 @@ pub fn worker_process(app: &TestApp, bin: &str, name: &str, extra: &[(&str, &str
         .spawn()
         .expect("start the worker binary");
     WorkerProcess(child)
+}
+
+/// Lower-case hex of bytes (digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a fake platform got fetching a URL itself (Meta fetching `image_url`, a TikTok pull).
+pub(crate) struct Fetched {
+    /// The HTTP status; `None` when the request failed.
+    pub status: Option<u16>,
+    /// Body bytes received (none for a non-2xx answer, whose body is not read).
+    pub bytes: u64,
+    /// SHA-256 of those bytes, lower-case hex.
+    pub sha256: String,
+    /// Why it failed (the request, a non-2xx status, a broken body), if it did.
+    pub error: Option<String>,
+}
+
+/// Fetches `url` as a platform does, the body streamed: each chunk counted, hashed and handed to
+/// `on_chunk`, none kept.
+pub(crate) async fn fetch_streamed(client: &reqwest::Client, url: &str, mut on_chunk: impl FnMut(&[u8])) -> Fetched {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut fetched = Fetched { status: None, bytes: 0, sha256: String::new(), error: None };
+    match client.get(url).send().await {
+        Err(error) => fetched.error = Some(error.to_string()),
+        Ok(response) if !response.status().is_success() => {
+            fetched.status = Some(response.status().as_u16());
+            fetched.error = Some(format!("HTTP {}", response.status()));
+        }
+        Ok(mut response) => {
+            fetched.status = Some(response.status().as_u16());
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        fetched.bytes += chunk.len() as u64;
+                        hasher.update(&chunk);
+                        on_chunk(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        fetched.error = Some(error.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    fetched.sha256 = hex(&hasher.finalize());
+    fetched
 }
