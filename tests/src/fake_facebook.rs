@@ -1009,6 +1009,30 @@ async fn download(url: &str) -> Download {
     }
 }
 
+/// The start of a Page upload (`/photos`, `/videos`): its parameters and the Page, once the Page
+/// token is checked; or the answer to give instead (a refusal, or the scripted one `scripted`
+/// takes from the state).
+async fn page_upload(
+    req: &Request,
+    body: Body,
+    version: &str,
+    id: &str,
+    endpoint: &str,
+    state: &Arc<Mutex<State>>,
+    scripted: impl FnOnce(&mut State) -> Option<Scripted>,
+) -> Result<(HashMap<String, String>, String), Response> {
+    let params = params(req, &body.into_string().await.unwrap_or_default());
+    let answer = {
+        let mut state = state.lock().expect("fake state");
+        let page_id = page_publisher(req, &params, version, id, endpoint, &mut state).map_err(|response| *response)?;
+        scripted(&mut state).ok_or(page_id)
+    };
+    match answer {
+        Ok(scripted) => Err(scripted_answer(scripted).await),
+        Err(page_id) => Ok((params, page_id)),
+    }
+}
+
 /// `POST /{version}/{page-id}/photos` with `url`: the fake downloads it; a post unless
 /// `published=false` (then an unpublished photo, for a later `attached_media`).
 #[handler]
@@ -1018,21 +1042,13 @@ async fn photos_endpoint(
     body: Body,
     state: Data<&Arc<Mutex<State>>>,
 ) -> Response {
-    let params = params(req, &body.into_string().await.unwrap_or_default());
-    let scripted = {
-        let mut state = state.lock().expect("fake state");
-        let page_id = match page_publisher(req, &params, &version, &id, "photos", &mut state) {
-            Ok(page_id) => page_id,
-            Err(response) => return *response,
-        };
-        match state.scripted_photos.pop_front() {
-            Some(scripted) => Err(scripted),
-            None => Ok(page_id),
-        }
-    };
-    let page_id = match scripted {
-        Ok(page_id) => page_id,
-        Err(scripted) => return scripted_answer(scripted).await,
+    let (params, page_id) = match page_upload(req, body, &version, &id, "photos", &state, |state| {
+        state.scripted_photos.pop_front()
+    })
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let published = match boolean(&params, "published", true) {
         Ok(published) => published,
@@ -1093,21 +1109,13 @@ async fn videos_endpoint(
     body: Body,
     state: Data<&Arc<Mutex<State>>>,
 ) -> Response {
-    let params = params(req, &body.into_string().await.unwrap_or_default());
-    let scripted = {
-        let mut state = state.lock().expect("fake state");
-        let page_id = match page_publisher(req, &params, &version, &id, "videos", &mut state) {
-            Ok(page_id) => page_id,
-            Err(response) => return *response,
-        };
-        match state.scripted_videos.pop_front() {
-            Some(scripted) => Err(scripted),
-            None => Ok(page_id),
-        }
-    };
-    let page_id = match scripted {
-        Ok(page_id) => page_id,
-        Err(scripted) => return scripted_answer(scripted).await,
+    let (params, page_id) = match page_upload(req, body, &version, &id, "videos", &state, |state| {
+        state.scripted_videos.pop_front()
+    })
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let Some(file_url) = params.get("file_url").filter(|u| !u.is_empty()) else {
         return graph_error(400, "(#100) Requires one of the params: file_url, source, upload_phase", 100, None);
