@@ -376,16 +376,10 @@ async fn attempt(
             page_refused(app, post, connection_id, &result).await;
             result
         }
-        None => {
-            let publish = |token: String| {
-                let (client, account, content) = (client.clone(), &account, &content);
-                async move { client.publish(&token, account, content).await }
-            };
-            match refreshing_once(app, client.as_ref(), connection_id, &token, publish).await {
-                Ok(result) => result,
-                Err(error) => return Ok(Ended::Outcome(token_failure(app, post, error))),
-            }
-        }
+        None => match publish_refreshing_once(app, client.as_ref(), connection_id, &token, &account, &content).await {
+            Ok(result) => result,
+            Err(error) => return Ok(Ended::Outcome(token_failure(app, post, error))),
+        },
     };
     Ok(Ended::Outcome(outcome_of(app, post, connection_id, result).await))
 }
@@ -618,24 +612,21 @@ async fn outcome_of(
     }
 }
 
-/// Calls with the user's token; when the platform refuses a token Herald thought valid,
-/// refreshes it once (unless another process already did) and calls again. A second refusal marks
-/// the connection expired; a refresh that fails is the attempt's outcome.
-async fn refreshing_once<F, Fut>(
+/// Publishes a text post with the user's token; when the platform refuses a token Herald thought
+/// valid, refreshes it once (unless another process already did) and sends again. A second
+/// refusal marks the connection expired; a refresh that fails is the attempt's outcome.
+async fn publish_refreshing_once(
     app: &App,
     client: &dyn PlatformClient,
     connection_id: i64,
     token: &tokens::AccessToken,
-    call: F,
-) -> Result<Result<Published, PlatformError>, TokenError>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<Published, PlatformError>>,
-{
-    let result = call(token.token.clone()).await;
+    account: &Account,
+    content: &PostContent,
+) -> Result<Result<Published, PlatformError>, TokenError> {
+    let result = client.publish(&token.token, account, content).await;
     let Err(PlatformError::Unauthorized(_)) = &result else { return Ok(result) };
     let fresh = tokens::access_token(app, connection_id, true, Some(&token.connection.access_token)).await?;
-    let result = call(fresh.token).await;
+    let result = client.publish(&fresh.token, account, content).await;
     if let Err(PlatformError::Unauthorized(message)) = &result {
         let reason = format!("{} refused the token: {message}; reconnect the account", client.id());
         mark_connection(app, connection_id, ConnectionStatus::Expired, &reason).await;
