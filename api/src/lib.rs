@@ -101,6 +101,7 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let app = req.data::<Arc<App>>().cloned();
+    let route = route_of(&path);
     let mut response = next.call(req).await?.into_response();
     let status = response.status().as_u16();
     let headers = response.headers_mut();
@@ -109,15 +110,45 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let elapsed = started.elapsed();
     if let Some(app) = app {
-        app.metrics
-            .http_requests
-            .get_or_create(&shared::telemetry::HttpLabels { method: method.clone(), status })
-            .inc();
-        app.metrics.http_latency.observe(elapsed.as_secs_f64());
+        app.metrics.http(route, &method, status, elapsed.as_secs_f64());
     }
     // The path only: query strings can hold authorization codes and state.
     tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms = elapsed.as_millis() as u64, "request");
     Ok(response)
+}
+
+/// The route template a request path belongs to, for metric labels: one of the document's paths
+/// (`/api/v1/posts/{post_id}`; literal segments win over parameters), `/docs`, `/` (the console)
+/// or `other`. Never the raw path, so the number of series stays bounded.
+fn route_of(path: &str) -> &'static str {
+    static TEMPLATES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let templates = TEMPLATES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&api_service().spec()).unwrap_or_default();
+        let paths: Vec<String> =
+            spec["paths"].as_object().map(|paths| paths.keys().cloned().collect()).unwrap_or_default();
+        paths.into_iter().map(|path| &*path.leak()).chain(["/openapi.yaml", "/"]).collect()
+    });
+    if path == "/docs" || path.starts_with("/docs/") {
+        return "/docs";
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut best: Option<(&'static str, usize)> = None;
+    for template in templates {
+        let parts: Vec<&str> = template.split('/').collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut literal = 0;
+        let fits = parts.iter().zip(&segments).all(|(part, segment)| {
+            let parameter = part.starts_with('{') && part.ends_with('}') && !segment.is_empty();
+            literal += usize::from(!parameter);
+            parameter || part == segment
+        });
+        if fits && best.is_none_or(|(_, most)| literal > most) {
+            best = Some((template, literal));
+        }
+    }
+    best.map_or("other", |(template, _)| template)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -157,4 +188,23 @@ pub async fn run(
         worker.await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_templates_never_raw_paths() {
+        assert_eq!(route_of("/api/v1/posts/0191-abc"), "/api/v1/posts/{post_id}");
+        assert_eq!(route_of("/api/v1/posts/schedule"), "/api/v1/posts/schedule");
+        assert_eq!(route_of("/api/v1/posts"), "/api/v1/posts");
+        assert_eq!(route_of("/api/v1/auth/social/callback/x"), "/api/v1/auth/social/callback/{platform}");
+        assert_eq!(route_of("/readyz"), "/readyz");
+        assert_eq!(route_of("/"), "/");
+        assert_eq!(route_of("/docs/index.css"), "/docs");
+        assert_eq!(route_of("/api/v1/posts/a/b/c"), "other");
+        assert_eq!(route_of("/api/v1/posts/"), "other");
+        assert_eq!(route_of("/wp-login.php"), "other");
+    }
 }

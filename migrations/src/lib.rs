@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_tables;
 mod m20261202_000001_add_dispatch_columns;
 mod m20261203_000001_add_publish_options;
+mod m20261203_000002_create_worker_heartbeats;
 
 /// The migrator used by `api migrate`, the embedded default and the test harness.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261202_000001_add_dispatch_columns::Migration),
             Box::new(m20261203_000001_add_publish_options::Migration),
+            Box::new(m20261203_000002_create_worker_heartbeats::Migration),
         ]
     }
 }

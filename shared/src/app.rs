@@ -77,8 +77,8 @@ impl App {
     /// Connects everything the settings name.
     pub async fn start(settings: Settings, schema: Schema) -> Result<Arc<Self>, StartError> {
         let (db, queue, locks) = match &settings.storage {
-            Storage::External { database_url, redis_url, queue_prefix } => {
-                let db = db::connect(database_url.expose(), 20).await?;
+            Storage::External { database_url, redis_url, queue_prefix, max_connections, timeout } => {
+                let db = db::connect(database_url.expose(), *max_connections, *timeout).await?;
                 check_schema(&db, schema).await?;
                 let conn =
                     apalis_redis::connect(redis_url.expose()).await.map_err(|e| StartError::Redis(e.to_string()))?;
@@ -97,7 +97,7 @@ impl App {
             }
             Storage::Embedded { path } => {
                 let url = format!("sqlite://{}?mode=rwc", path.display());
-                let db = db::connect(&url, 4).await?;
+                let db = db::connect(&url, 4, std::time::Duration::from_secs(30)).await?;
                 check_schema(&db, schema).await?;
                 let pool = db.get_sqlite_connection_pool().clone();
                 SqliteStorage::setup(&pool).await.map_err(|e| StartError::Queue(e.to_string()))?;
@@ -121,17 +121,6 @@ impl App {
             media: crate::media::MediaFetcher::new(settings.media.allow_private, settings.media.fetch_timeout),
             settings,
         }))
-    }
-
-    /// Whether the database and queue answer (for `/readyz`).
-    pub async fn ready(&self) -> Result<(), String> {
-        self.db.ping().await.map_err(|e| format!("database: {e}"))?;
-        if let RefreshLocks::Redis { conn, .. } = &self.locks {
-            let mut conn = conn.clone();
-            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-            pong.map_err(|e| format!("redis: {e}"))?;
-        }
-        Ok(())
     }
 }
 

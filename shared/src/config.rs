@@ -60,6 +60,11 @@ pub enum Storage {
         redis_url: Secret,
         /// Prefix of every Redis key Herald owns (`HERALD_QUEUE_PREFIX`, default `herald`).
         queue_prefix: String,
+        /// Database connections one process opens at most (`DATABASE_MAX_CONNECTIONS`, default 20).
+        max_connections: u32,
+        /// How long a query waits for a connection, and a connection for the server, before the
+        /// request answers 503 (`DATABASE_TIMEOUT_SECS`, default 3). Also bounds Redis commands.
+        timeout: Duration,
     },
     /// The embedded default: one SQLite file holds rows and queue, and the api runs the worker
     /// in-process.
@@ -116,6 +121,13 @@ pub struct WorkerSettings {
     pub stale_after: Duration,
     /// How the dispatcher feeds the queue.
     pub dispatch: DispatchSettings,
+    /// After SIGTERM, how long in-flight attempts get to finish before the process exits anyway
+    /// (`WORKER_SHUTDOWN_GRACE_SECS`, default 8, below Cloud Run's 10-second notice). An attempt
+    /// cut off is resolved by the stale-claim rules.
+    pub shutdown_grace: Duration,
+    /// The api's `/readyz` fails when no worker has sent a heartbeat for this long while posts
+    /// are overdue (`READYZ_NO_WORKER_SECS`, default 120).
+    pub no_worker_after: Duration,
 }
 
 /// Tuning of the dispatcher (DESIGN §11), the loop that moves due posts into the queue.
@@ -244,6 +256,8 @@ impl Settings {
                 database_url: Secret::new(database_url),
                 redis_url: Secret::new(required(&env, "REDIS_URL")?),
                 queue_prefix: env.get("HERALD_QUEUE_PREFIX").unwrap_or_else(|| "herald".into()),
+                max_connections: parse_or(&env, "DATABASE_MAX_CONNECTIONS", 20u32)?.max(2),
+                timeout: Duration::from_secs(parse_or(&env, "DATABASE_TIMEOUT_SECS", 3u64)?.max(1)),
             },
             None => Storage::Embedded { path: PathBuf::from("herald.db") },
         };
@@ -339,6 +353,8 @@ impl Settings {
                         parse_or(&env, "DISPATCH_REDISPATCH_AFTER_SECS", 60u64)?.max(1),
                     ),
                 },
+                shutdown_grace: Duration::from_secs(parse_or(&env, "WORKER_SHUTDOWN_GRACE_SECS", 8u64)?),
+                no_worker_after: Duration::from_secs(parse_or(&env, "READYZ_NO_WORKER_SECS", 120u64)?.max(1)),
             },
             facebook_video_api_base: env
                 .get("FACEBOOK_VIDEO_API_BASE")

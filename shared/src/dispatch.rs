@@ -52,6 +52,7 @@ pub async fn dispatch(app: &App, only: Option<&[String]>) -> Result<usize, Error
         }
         pushed += jobs.len();
         app.metrics.dispatched.inc_by(jobs.len() as u64);
+        app.metrics.dispatch_batches.inc();
         room -= jobs.len() as u64;
         if (jobs.len() as u64) < limit {
             break;

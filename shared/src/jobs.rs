@@ -168,6 +168,56 @@ impl JobQueue {
         tokio::time::timeout(QUEUE_TIMEOUT, count).await.map_err(|_| QueueError("timed out".into()))?
     }
 
+    /// Jobs by state, for the metrics: `scheduled` (waiting for their second), `active` (due,
+    /// waiting for a worker), `running`, `done` (finished, not yet vacuumed) and `dead` (apalis gave
+    /// up). apalis-redis keeps one in-flight set per registered worker, so `running` sums those.
+    pub async fn states(&self) -> Result<Vec<(String, u64)>, QueueError> {
+        let states = async {
+            match self {
+                JobQueue::Redis { conn, name, .. } => {
+                    let mut conn = conn.clone();
+                    let (scheduled, active, done, dead, workers): (u64, u64, u64, u64, Vec<String>) = redis::pipe()
+                        .zcard(format!("{name}:scheduled"))
+                        .llen(format!("{name}:active"))
+                        .scard(format!("{name}:done"))
+                        .scard(format!("{name}:dead"))
+                        .zrange(format!("{name}:workers"), 0, -1)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(QueueError::new)?;
+                    let mut pipe = redis::pipe();
+                    for worker in &workers {
+                        pipe.scard(format!("{name}:inflight:{worker}"));
+                    }
+                    let running: Vec<u64> =
+                        if workers.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await.map_err(QueueError::new)? };
+                    let running = running.iter().sum();
+                    Ok([("scheduled", scheduled), ("active", active), ("running", running), ("done", done), ("dead", dead)]
+                        .map(|(state, n)| (state.to_owned(), n))
+                        .to_vec())
+                }
+                JobQueue::Sqlite { db, name, .. } => {
+                    let rows = db
+                        .query_all_raw(Statement::from_sql_and_values(
+                            DbBackend::Sqlite,
+                            "SELECT status, COUNT(*) AS n FROM Jobs WHERE job_type = $1 GROUP BY status",
+                            [name.clone().into()],
+                        ))
+                        .await
+                        .map_err(QueueError::new)?;
+                    rows.iter()
+                        .map(|row| {
+                            let status: String = row.try_get("", "status").map_err(QueueError::new)?;
+                            let n: i64 = row.try_get("", "n").map_err(QueueError::new)?;
+                            Ok((status.to_lowercase(), n.max(0) as u64))
+                        })
+                        .collect()
+                }
+            }
+        };
+        tokio::time::timeout(QUEUE_TIMEOUT, states).await.map_err(|_| QueueError("timed out".into()))?
+    }
+
     /// Removes up to `limit` finished jobs (apalis keeps every finished job's payload and
     /// metadata forever); returns how many. Never a job that is still due, queued, running, dead
     /// or waiting for a retry, and never a scan over the whole queue.

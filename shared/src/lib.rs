@@ -17,6 +17,7 @@ pub mod keys;
 pub mod layout;
 pub mod locks;
 pub mod media;
+pub mod ops;
 pub mod platforms;
 pub mod telemetry;
 

@@ -2,10 +2,11 @@
 //!
 //! Logs go through tracing-subscriber, as text or as one JSON object per line (`LOG_FORMAT=json`,
 //! for Cloud Run). Fields are dotted with units (`post.id`, `duration_ms`). No token, code or
-//! secret is ever a field or part of a message. Metrics are Prometheus counters and histograms
-//! rendered by the api's `/metrics`.
+//! secret is ever a field or part of a message. Metrics are Prometheus counters, gauges and
+//! histograms, rendered by the api's and each worker's `/metrics` (the gauges read from the
+//! database at each scrape by [`crate::ops::metrics_text`]).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -35,10 +36,33 @@ pub fn init(format: LogFormat) {
 /// Labels of an HTTP request metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
+    /// The route's template (`/api/v1/posts/{post_id}`), or `other` for a path no route serves:
+    /// never the raw path, whose ids would make a series per post.
+    pub route: String,
     /// The method.
     pub method: String,
     /// The status code.
     pub status: u16,
+}
+
+/// Labels of an HTTP latency metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route's template, as in [`HttpLabels`].
+    pub route: String,
+}
+
+/// Labels of a count by state (posts by status, queue jobs by state).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// The state.
+    pub state: String,
+}
+
+type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
 }
 
 /// Labels of a job or refresh outcome.
@@ -54,10 +78,10 @@ pub struct OutcomeLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
-    /// HTTP requests by method and status.
+    /// HTTP requests by route, method and status.
     pub http_requests: Family<HttpLabels, Counter>,
-    /// HTTP request latency in seconds.
-    pub http_latency: Histogram,
+    /// HTTP request latency in seconds, by route.
+    pub http_latency: Latency,
     /// Publish jobs by platform and outcome.
     pub jobs: Family<OutcomeLabels, Counter>,
     /// Seconds between a post's scheduled time and its publication.
@@ -70,18 +94,32 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Writes of a publish attempt that changed no row: the attempt had lost its claim.
     pub lost_claims: Counter,
+    /// Dispatcher pushes (one batch of jobs each).
+    pub dispatch_batches: Counter,
+    /// Worker processes whose heartbeat is recent.
+    pub live_workers: Gauge,
+    /// Posts whose time passed more than 30 s ago without a worker taking them.
+    pub overdue_posts: Gauge,
+    /// Seconds since the oldest overdue post was due.
+    pub oldest_overdue_seconds: Gauge<f64, AtomicU64>,
+    /// Posts by status (waiting, publishing, unknown).
+    pub posts: Family<StateLabels, Gauge>,
+    /// Queue jobs by state.
+    pub queue_jobs: Family<StateLabels, Gauge>,
+    /// Whether the last scrape could read the database (1) or not (0).
+    pub database_up: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("herald");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_latency = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let http_latency: Latency = Family::new_with_constructor(latency_histogram);
         let jobs = Family::<OutcomeLabels, Counter>::default();
         let publish_lateness = Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]);
         let token_refreshes = Family::<OutcomeLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by method and status", http_requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", http_latency.clone());
+        registry.register("http_requests", "HTTP requests by route, method and status", http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", http_latency.clone());
         registry.register("publish_jobs", "Publish jobs by platform and outcome", jobs.clone());
         registry.register(
             "publish_lateness_seconds",
@@ -99,6 +137,28 @@ impl Default for Metrics {
             "Writes of a publish attempt that changed no row because the attempt no longer held the post",
             lost_claims.clone(),
         );
+        let dispatch_batches = Counter::default();
+        let live_workers = Gauge::default();
+        let overdue_posts = Gauge::default();
+        let oldest_overdue_seconds = Gauge::<f64, AtomicU64>::default();
+        let posts = Family::<StateLabels, Gauge>::default();
+        let queue_jobs = Family::<StateLabels, Gauge>::default();
+        let database_up = Gauge::default();
+        registry.register("dispatch_batches", "Batches of jobs the dispatcher pushed", dispatch_batches.clone());
+        registry.register("live_workers", "Worker processes whose heartbeat is recent", live_workers.clone());
+        registry.register(
+            "overdue_posts",
+            "Posts whose time passed more than 30 s ago without a worker taking them",
+            overdue_posts.clone(),
+        );
+        registry.register(
+            "oldest_overdue_post_age_seconds",
+            "Seconds since the oldest overdue post was due",
+            oldest_overdue_seconds.clone(),
+        );
+        registry.register("posts", "Posts by status (waiting, publishing, unknown)", posts.clone());
+        registry.register("queue_jobs", "Publish queue jobs by state", queue_jobs.clone());
+        registry.register("database_up", "Whether the last scrape could read the database", database_up.clone());
         Self {
             registry: Mutex::new(registry),
             http_requests,
@@ -109,6 +169,13 @@ impl Default for Metrics {
             dispatched,
             queue_depth,
             lost_claims,
+            dispatch_batches,
+            live_workers,
+            overdue_posts,
+            oldest_overdue_seconds,
+            posts,
+            queue_jobs,
+            database_up,
         }
     }
 }
@@ -122,6 +189,37 @@ impl Metrics {
     /// Counts a refresh outcome.
     pub fn refresh(&self, platform: &str, outcome: &str) {
         self.token_refreshes.get_or_create(&OutcomeLabels { platform: platform.into(), outcome: outcome.into() }).inc();
+    }
+
+    /// Counts and times one HTTP request.
+    pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let labels = HttpLabels { route: route.into(), method: method.into(), status };
+        self.http_requests.get_or_create(&labels).inc();
+        self.http_latency.get_or_create(&RouteLabels { route: route.into() }).observe(seconds);
+    }
+
+    /// Sets the gauges from a snapshot (`None`: the database did not answer).
+    pub fn observe(&self, snapshot: Option<&crate::ops::Snapshot>, now: chrono::DateTime<chrono::Utc>) {
+        let Some(snapshot) = snapshot else {
+            self.database_up.set(0);
+            return;
+        };
+        self.database_up.set(1);
+        self.live_workers.set(snapshot.live_workers as i64);
+        self.overdue_posts.set(snapshot.overdue as i64);
+        self.oldest_overdue_seconds.set(snapshot.oldest_overdue_secs(now));
+        // Every watched status is always present, at 0 when no post has it.
+        for status in ["pending", "retrying", "publishing", "unknown"] {
+            let n = snapshot.posts.iter().find(|(s, _)| s.as_str() == status).map_or(0, |(_, n)| *n);
+            self.posts.get_or_create(&StateLabels { state: status.into() }).set(n as i64);
+        }
+        if let Some(queue) = &snapshot.queue {
+            // States come and go (the SQLite queue reports only those it holds).
+            self.queue_jobs.clear();
+            for (state, n) in queue {
+                self.queue_jobs.get_or_create(&StateLabels { state: state.clone() }).set(*n as i64);
+            }
+        }
     }
 
     /// The Prometheus text exposition.

@@ -109,7 +109,8 @@ async fn full_path(mode: Mode) {
     assert!(published >= scheduled, "published {published} before {scheduled}");
 
     let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains(r#"herald_http_requests_total{method="POST",status="201"} 1"#), "{metrics}");
+    let scheduled = r#"herald_http_requests_total{route="/api/v1/posts/schedule",method="POST",status="201"} 1"#;
+    assert!(metrics.contains(scheduled), "{metrics}");
     if mode == Mode::Embedded {
         // The in-process worker shares the api's metrics.
         assert!(metrics.contains(r#"herald_publish_jobs_total{platform="twitter",outcome="posted"} 1"#), "{metrics}");

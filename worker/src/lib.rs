@@ -4,22 +4,47 @@
 //! [`run`] takes the shared [`App`] and a shutdown future, so the `worker` binary, the embedded
 //! default (in-process, inside the api) and the tests all run the same code. The queue consumer is
 //! supervised: apalis ends a worker on any backend error (Redis blip, a reaped registration), and
-//! this loop starts a fresh one under a new name.
+//! this loop starts a fresh one under a new name. The process beats into `worker_heartbeats`
+//! while it runs, and [`ops`] serves its probes and metrics when `PORT` is set.
 
 pub mod jobs;
+pub mod ops;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use apalis::prelude::*;
 use shared::{App, jobs::JobQueue};
 
-/// Runs the publish consumer until `shutdown` resolves, then lets in-flight jobs finish.
+/// Runs the publish consumer until `shutdown` resolves, then stops taking jobs and lets in-flight
+/// attempts finish for at most `WORKER_SHUTDOWN_GRACE_SECS`; what is still running then is cut
+/// off (its post is resolved by the stale-claim rules) and queued jobs stay queued.
 pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let id = uuid::Uuid::new_v4().to_string();
+    let heartbeat = tokio::spawn(shared::ops::heartbeat(app.clone(), id.clone(), stop_rx.clone()));
+    let grace = app.settings.worker.shutdown_grace;
+    let mut stopped = stop_rx.clone();
+    let drained = async move {
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = consume(app.clone(), &id, stop_rx) => tracing::info!("publish consumer stopped"),
+        () = drained => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "attempts still running after the shutdown grace period were cut off; the stale-claim rules resolve their posts"
+        ),
+    }
+    let _ = heartbeat.await;
+}
+
+/// The supervised consumer, the dispatcher and the refresh sweep, until `stop_rx` says so and
+/// in-flight jobs are done.
+async fn consume(app: Arc<App>, id: &str, stop_rx: tokio::sync::watch::Receiver<bool>) {
     let sweeper =
         tokio::spawn(jobs::refresh_tokens::run(app.clone(), app.settings.refresh_sweep_interval, stop_rx.clone()));
     let dispatcher = tokio::spawn(jobs::dispatch_posts::run(app.clone(), stop_rx.clone()));
@@ -36,7 +61,7 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
         };
         // Names must be unique: a restarted consumer that reused one would be refused by the
         // backend while the old registration is still within its heartbeat window.
-        let name = format!("herald-publish-{}", uuid::Uuid::new_v4());
+        let name = format!("herald-publish-{id}-{}", uuid::Uuid::new_v4().simple());
         tracing::info!(worker.name = %name, "publish consumer starting");
         // The two backends are different types behind the same builder calls.
         macro_rules! consume {
@@ -65,5 +90,4 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'sta
     }
     let _ = sweeper.await;
     let _ = dispatcher.await;
-    tracing::info!("publish consumer stopped");
 }

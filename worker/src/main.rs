@@ -1,5 +1,6 @@
 //! `worker`: consumes the publish queue. Same environment as the api; any number may run at once.
-//! A shim over the library.
+//! With `PORT` set it also serves `/healthz`, `/readyz` and `/metrics` there. A shim over the
+//! library; exits 0 after a SIGTERM drain.
 
 use std::process::ExitCode;
 
@@ -31,6 +32,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Only when PORT is given: a worker beside an api on one host must not take the api's 8080.
+    if std::env::var_os("PORT").is_some() {
+        let listener = match tokio::net::TcpListener::bind(("0.0.0.0", app.settings.port)).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("worker: cannot listen on port {}: {error}", app.settings.port);
+                return ExitCode::FAILURE;
+            }
+        };
+        // Served until the process exits, so the probes answer during the drain too.
+        tokio::spawn(worker::ops::serve(app.clone(), listener, std::future::pending()));
+    }
     worker::run(app, shared::app::shutdown_signal()).await;
     ExitCode::SUCCESS
 }

@@ -7,7 +7,7 @@ use poem_openapi::{
     ApiResponse, Object, OpenApi,
     payload::{Html, Json, PlainText},
 };
-use shared::App;
+use shared::{App, ops};
 
 use super::Tag;
 
@@ -21,18 +21,51 @@ pub struct Probe {
     /// `ok` or `unavailable`.
     pub status: String,
     /// What is unavailable, when something is.
+    #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
+    /// Worker processes whose heartbeat is recent (readiness only, once the database answered).
+    #[oai(skip_serializing_if_is_none)]
+    pub live_workers: Option<u64>,
+    /// Posts whose time passed more than 30 s ago without a worker taking them (readiness only).
+    #[oai(skip_serializing_if_is_none)]
+    pub overdue_posts: Option<u64>,
+}
+
+impl Probe {
+    fn ok() -> Self {
+        Self { status: "ok".into(), detail: None, live_workers: None, overdue_posts: None }
+    }
+
+    fn unavailable(detail: String) -> Self {
+        Self { status: "unavailable".into(), detail: Some(detail), live_workers: None, overdue_posts: None }
+    }
 }
 
 /// Readiness.
 #[derive(Debug, ApiResponse)]
 pub enum Readiness {
-    /// The database and queue answer.
+    /// The database and queue answer, and workers are publishing (or nothing is overdue).
     #[oai(status = 200)]
     Ready(Json<Probe>),
-    /// Something does not answer.
+    /// A dependency does not answer, or no worker has been alive for `READYZ_NO_WORKER_SECS`
+    /// while posts are overdue; `detail` says which.
     #[oai(status = 503)]
     NotReady(Json<Probe>),
+}
+
+/// Readiness of the api: its dependencies answer, and the fleet is not stalled.
+async fn readiness(app: &App) -> Result<Probe, Probe> {
+    ops::dependencies(app).await.map_err(Probe::unavailable)?;
+    let snapshot = ops::Snapshot::take(app).await.map_err(Probe::unavailable)?;
+    let counts = |probe: Probe| Probe {
+        live_workers: Some(snapshot.live_workers),
+        overdue_posts: Some(snapshot.overdue),
+        ..probe
+    };
+    match snapshot.stalled(chrono::Utc::now(), app.settings.worker.no_worker_after) {
+        Some(reason) => Err(counts(Probe::unavailable(reason))),
+        None => Ok(counts(Probe::ok())),
+    }
 }
 
 #[OpenApi(tag = "Tag::Operations")]
@@ -40,17 +73,18 @@ impl OpsApi {
     /// Liveness: the process serves HTTP.
     #[oai(path = "/healthz", method = "get")]
     async fn healthz(&self) -> Json<Probe> {
-        Json(Probe { status: "ok".into(), detail: None })
+        Json(Probe::ok())
     }
 
-    /// Readiness: the database and the queue answer.
+    /// Readiness: the database and the queue answer (each within 2 s), and some worker has been
+    /// alive within `READYZ_NO_WORKER_SECS` or nothing is overdue. Says how many workers are live.
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(&self, app: Data<&Arc<App>>) -> Readiness {
-        match app.ready().await {
-            Ok(()) => Readiness::Ready(Json(Probe { status: "ok".into(), detail: None })),
-            Err(detail) => {
-                tracing::warn!(detail = %detail, "not ready");
-                Readiness::NotReady(Json(Probe { status: "unavailable".into(), detail: Some(detail) }))
+        match readiness(&app).await {
+            Ok(probe) => Readiness::Ready(Json(probe)),
+            Err(probe) => {
+                tracing::warn!(detail = probe.detail.as_deref().unwrap_or_default(), "not ready");
+                Readiness::NotReady(Json(probe))
             }
         }
     }
@@ -68,6 +102,6 @@ impl OpsApi {
     /// Prometheus metrics.
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(&self, app: Data<&Arc<App>>) -> PlainText<String> {
-        PlainText(app.metrics.render())
+        PlainText(ops::metrics_text(&app).await)
     }
 }

@@ -172,3 +172,26 @@ pub mod chat_message {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `worker_heartbeats`: one row per running worker process.
+pub mod worker_heartbeat {
+    use sea_orm::entity::prelude::*;
+
+    /// A worker process and when it last said it was alive.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "worker_heartbeats")]
+    pub struct Model {
+        /// The process's random id (also its queue consumer's name prefix).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Host name, for an operator reading the table.
+        pub host: String,
+        pub started_at: DateTimeUtc,
+        pub seen_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

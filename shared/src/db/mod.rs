@@ -8,15 +8,22 @@ pub mod connections;
 pub mod entities;
 pub mod oauth_states;
 pub mod posts;
+pub mod workers;
+
+use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
 pub use sea_orm::DbErr;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
-/// Connects to `url` (PostgreSQL or SQLite).
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+/// Connects to `url` (PostgreSQL or SQLite) with a pool of at most `max_connections`.
+///
+/// `timeout` bounds both the wait for a free connection and the opening of a new one: while the
+/// database is down, a query fails after it (and the request answers 503) instead of hanging for
+/// sqlx's default 30 s.
+pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
-    options.max_connections(max_connections).sqlx_logging(false);
+    options.max_connections(max_connections).acquire_timeout(timeout).connect_timeout(timeout).sqlx_logging(false);
     Database::connect(options).await
 }
 

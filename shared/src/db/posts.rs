@@ -684,6 +684,38 @@ pub async fn retry(
     Ok(result.rows_affected == 1)
 }
 
+/// Posts in the statuses an operator watches (waiting, publishing, unknown), counted over every
+/// user; the finished statuses only grow, so they are counted as outcomes instead. Each count is
+/// a range of the `(status, scheduled_time)` index.
+pub async fn count_open(db: &DatabaseConnection) -> Result<Vec<(PostStatus, i64)>, DbErr> {
+    use sea_orm::QuerySelect;
+    Entity::find()
+        .select_only()
+        .column(Column::Status)
+        .column_as(Column::Id.count(), "count")
+        .filter(status_in(&[PostStatus::Pending, PostStatus::Retrying, PostStatus::Publishing, PostStatus::Unknown]))
+        .group_by(Column::Status)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Posts that needed a worker before `before` and have not had one (`due_at` passed): how many,
+/// and the earliest such `due_at`. A range of the partial `due_at` index.
+pub async fn overdue(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<(i64, Option<DateTime<Utc>>), DbErr> {
+    use sea_orm::QuerySelect;
+    let row: Option<(i64, Option<DateTime<Utc>>)> = Entity::find()
+        .select_only()
+        .column_as(Column::Id.count(), "count")
+        .column_as(Column::DueAt.min(), "oldest")
+        .filter(Column::DueAt.is_not_null())
+        .filter(Column::DueAt.lt(millis(before)))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.unwrap_or((0, None)))
+}
+
 /// The user's posts counted by platform and status, optionally within one campaign.
 pub async fn count_by_platform_and_status(
     db: &DatabaseConnection,
