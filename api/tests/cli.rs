@@ -100,7 +100,9 @@ fn token_prints_a_bearer_token_for_the_user() {
 #[tokio::test]
 async fn migrate_then_serve_and_drain_on_sigterm() {
     let database = format!("herald_cli_{}", uuid::Uuid::new_v4().simple());
-    let admin = shared::db::connect("postgres://postgres@127.0.0.1:5432/test", 1, std::time::Duration::from_secs(30)).await.expect("postgres");
+    let admin = shared::db::connect("postgres://postgres@127.0.0.1:5432/test", 1, std::time::Duration::from_secs(30))
+        .await
+        .expect("postgres");
     admin.execute_unprepared(&format!("CREATE DATABASE {database}")).await.expect("create database");
     let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
     let key = fernet::Fernet::generate_key();

@@ -189,12 +189,21 @@ impl JobQueue {
                     for worker in &workers {
                         pipe.scard(format!("{name}:inflight:{worker}"));
                     }
-                    let running: Vec<u64> =
-                        if workers.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await.map_err(QueueError::new)? };
+                    let running: Vec<u64> = if workers.is_empty() {
+                        Vec::new()
+                    } else {
+                        pipe.query_async(&mut conn).await.map_err(QueueError::new)?
+                    };
                     let running = running.iter().sum();
-                    Ok([("scheduled", scheduled), ("active", active), ("running", running), ("done", done), ("dead", dead)]
-                        .map(|(state, n)| (state.to_owned(), n))
-                        .to_vec())
+                    Ok([
+                        ("scheduled", scheduled),
+                        ("active", active),
+                        ("running", running),
+                        ("done", done),
+                        ("dead", dead),
+                    ]
+                    .map(|(state, n)| (state.to_owned(), n))
+                    .to_vec())
                 }
                 JobQueue::Sqlite { db, name, .. } => {
                     let rows = db

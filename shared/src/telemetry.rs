@@ -222,11 +222,53 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics registry is never poisoned");
         encode(&mut out, &registry).expect("writing to a String cannot fail");
-        out
+        prometheus_text(&out)
+    }
+}
+
+/// prometheus-client writes OpenMetrics text: a counter's `# HELP` and `# TYPE` name the family
+/// (`herald_publish_jobs`) while its samples are `herald_publish_jobs_total`, and it ends with
+/// `# EOF`. Prometheus's text format, which `/metrics` serves and `promtool check metrics`
+/// checks, wants the sample name in both comments and no `# EOF`. Rewrites just those lines.
+fn prometheus_text(open_metrics: &str) -> String {
+    let lines: Vec<&str> = open_metrics.lines().collect();
+    let counters: std::collections::HashSet<&str> =
+        lines.iter().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(open_metrics.len() + 16 * counters.len());
+    for line in lines {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_and_there_is_no_eof() {
+        let metrics = Metrics::default();
+        metrics.job("twitter", "posted");
+        metrics.queue_depth.set(3);
+        let text = metrics.render();
+        assert!(text.contains("# HELP herald_publish_jobs_total Publish jobs by platform and outcome.\n"), "{text}");
+        assert!(text.contains("# TYPE herald_publish_jobs_total counter\n"), "{text}");
+        assert!(text.contains("herald_publish_jobs_total{platform=\"twitter\",outcome=\"posted\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE herald_queue_depth gauge\nherald_queue_depth 3\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
     }
 }

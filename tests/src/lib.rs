@@ -460,7 +460,9 @@ impl TestApp {
         let cleanup = match mode {
             Mode::Production => {
                 let database = format!("herald_test_{id}");
-                let admin = shared::db::connect(&postgres_admin_url(), 1, std::time::Duration::from_secs(30)).await.expect("connect to PostgreSQL");
+                let admin = shared::db::connect(&postgres_admin_url(), 1, std::time::Duration::from_secs(30))
+                    .await
+                    .expect("connect to PostgreSQL");
                 admin.execute_unprepared(&format!("CREATE DATABASE {database}")).await.expect("create test database");
                 let mut url = url::Url::parse(&postgres_admin_url()).expect("postgres url");
                 url.set_path(&database);
@@ -670,7 +672,9 @@ impl TestApp {
         match self.cleanup {
             Cleanup::Postgres { database, redis_prefix } => {
                 drop(self.db);
-                if let Ok(admin) = shared::db::connect(&postgres_admin_url(), 1, std::time::Duration::from_secs(30)).await {
+                if let Ok(admin) =
+                    shared::db::connect(&postgres_admin_url(), 1, std::time::Duration::from_secs(30)).await
+                {
                     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
                 }
                 if let Ok(client) = redis::Client::open(redis_url())

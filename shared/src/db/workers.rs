@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set, sea_query::OnConflict,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    sea_query::OnConflict,
 };
 
 use super::entities::worker_heartbeat::{ActiveModel, Column, Entity};
@@ -16,7 +17,8 @@ pub async fn beat(
     started_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let row = ActiveModel { id: Set(id.into()), host: Set(host.into()), started_at: Set(started_at), seen_at: Set(now) };
+    let row =
+        ActiveModel { id: Set(id.into()), host: Set(host.into()), started_at: Set(started_at), seen_at: Set(now) };
     let upsert = OnConflict::column(Column::Id).update_column(Column::SeenAt).to_owned();
     Entity::insert(row).on_conflict(upsert).exec_without_returning(db).await?;
     Ok(())
