@@ -93,7 +93,7 @@ impl App {
                 let name = publish_queue_name(queue_prefix);
                 let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
                 let locks = RefreshLocks::Redis { conn: conn.clone(), prefix: queue_prefix.clone() };
-                (db, JobQueue::Redis { storage, conn, name }, locks)
+                (db, JobQueue::Redis { storage, conn, name, timeout: *timeout }, locks)
             }
             Storage::Embedded { path } => {
                 let url = format!("sqlite://{}?mode=rwc", path.display());

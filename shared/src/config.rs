@@ -63,7 +63,7 @@ pub enum Storage {
         /// Database connections one process opens at most (`DATABASE_MAX_CONNECTIONS`, default 20).
         max_connections: u32,
         /// How long a query waits for a connection, and a connection for the server, before the
-        /// request answers 503 (`DATABASE_TIMEOUT_SECS`, default 3). Also bounds Redis commands.
+        /// request answers 503 (`DATABASE_TIMEOUT_SECS`, default 3). Also bounds each queue call.
         timeout: Duration,
     },
     /// The embedded default: one SQLite file holds rows and queue, and the api runs the worker

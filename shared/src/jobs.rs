@@ -46,7 +46,7 @@ impl QueueError {
     }
 }
 
-/// How long one queue call may take before it counts as failed.
+/// How long one call to the embedded SQLite queue may take before it counts as failed.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The name of the publish queue under a key prefix (Redis keys are `{name}:scheduled`, ...).
@@ -66,6 +66,9 @@ pub enum JobQueue {
         conn: ConnectionManager,
         /// The queue name (`{prefix}:publish`), the prefix of its keys.
         name: String,
+        /// Bound on each of Herald's queue calls (`DATABASE_TIMEOUT_SECS`): while Redis is
+        /// down, the redis crate's reconnect attempts would otherwise hold a request for seconds.
+        timeout: Duration,
     },
     /// The embedded default: apalis-sqlite in the application's database file.
     Sqlite {
@@ -110,6 +113,13 @@ return #ids
 ";
 
 impl JobQueue {
+    fn limit(&self) -> Duration {
+        match self {
+            JobQueue::Redis { timeout, .. } => *timeout,
+            JobQueue::Sqlite { .. } => QUEUE_TIMEOUT,
+        }
+    }
+
     /// Pushes one publish job per `(post id, due time)`, each due at its time. Jobs due in the
     /// same second run in the order given: both backends order them by job id, and the ids are
     /// monotonic ULIDs (apalis's own are random within a millisecond).
@@ -132,7 +142,7 @@ impl JobQueue {
                 JobQueue::Sqlite { storage, .. } => storage.clone().push_all(tasks()).await.map_err(QueueError::new),
             }
         };
-        tokio::time::timeout(QUEUE_TIMEOUT, push).await.map_err(|_| QueueError("timed out".into()))?
+        tokio::time::timeout(self.limit(), push).await.map_err(|_| QueueError("timed out".into()))?
     }
 
     /// Jobs waiting in the queue: scheduled for later or due and not yet taken by a worker. This
@@ -165,7 +175,7 @@ impl JobQueue {
                 }
             }
         };
-        tokio::time::timeout(QUEUE_TIMEOUT, count).await.map_err(|_| QueueError("timed out".into()))?
+        tokio::time::timeout(self.limit(), count).await.map_err(|_| QueueError("timed out".into()))?
     }
 
     /// Jobs by state, for the metrics: `scheduled` (waiting for their second), `active` (due,
@@ -224,7 +234,7 @@ impl JobQueue {
                 }
             }
         };
-        tokio::time::timeout(QUEUE_TIMEOUT, states).await.map_err(|_| QueueError("timed out".into()))?
+        tokio::time::timeout(self.limit(), states).await.map_err(|_| QueueError("timed out".into()))?
     }
 
     /// Removes up to `limit` finished jobs (apalis keeps every finished job's payload and
@@ -258,7 +268,7 @@ impl JobQueue {
                 }
             }
         };
-        tokio::time::timeout(QUEUE_TIMEOUT, removed).await.map_err(|_| QueueError("timed out".into()))?
+        tokio::time::timeout(self.limit(), removed).await.map_err(|_| QueueError("timed out".into()))?
     }
 }
 

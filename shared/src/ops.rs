@@ -111,7 +111,19 @@ pub async fn dependencies(app: &App) -> Result<(), String> {
     bounded("database", app.db.ping()).await?;
     if let crate::locks::RefreshLocks::Redis { conn, .. } = &app.locks {
         let mut conn = conn.clone();
-        let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
+        // redis's ConnectionManager keeps the error of its last failed reconnect and hands it to
+        // the next command, which only then starts a new reconnect: the first PING after Redis
+        // came back fails although Redis answers. So a failed PING is asked once more, after the
+        // reconnect it triggered had time to finish.
+        let ping = async move {
+            match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                Ok(pong) => Ok(pong),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                }
+            }
+        };
         bounded("redis", ping).await?;
     }
     Ok(())

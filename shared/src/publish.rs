@@ -163,18 +163,21 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
         }
     };
     observe(app, &post, &outcome);
-    let recorded = match &outcome {
-        Outcome::Posted { platform_post_id, published_at } => {
-            let record = posts::PostedRecord {
-                post_id: post.id.clone(),
-                claim_token: claim_token.clone(),
-                platform_post_id: platform_post_id.clone(),
-                published_at: *published_at,
-            };
-            app.posted.record(&app.db, record).await?
+    let recorded = persist_outcome(stale_after, || async {
+        match &outcome {
+            Outcome::Posted { platform_post_id, published_at } => {
+                let record = posts::PostedRecord {
+                    post_id: post.id.clone(),
+                    claim_token: claim_token.clone(),
+                    platform_post_id: platform_post_id.clone(),
+                    published_at: *published_at,
+                };
+                app.posted.record(&app.db, record).await
+            }
+            _ => posts::record(&app.db, &post.id, &claim_token, outcome.clone()).await,
         }
-        _ => posts::record(&app.db, &post.id, &claim_token, outcome.clone()).await?,
-    };
+    })
+    .await?;
     if !recorded {
         app.metrics.lost_claims.inc();
         tracing::error!(
@@ -184,6 +187,30 @@ pub async fn run(app: &App, post_id: &str) -> Result<(), DbErr> {
         );
     }
     Ok(())
+}
+
+/// Writes an outcome the platform has already given, retrying while the database is away: a
+/// published post whose `posted` write failed would otherwise become `unknown` when its claim goes
+/// stale. Retries with backoff (250 ms doubling to 5 s) for up to half the claim's lifetime, so the
+/// write still lands while this attempt holds the post.
+async fn persist_outcome<F, Fut>(stale_after: Duration, write: F) -> Result<bool, DbErr>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, DbErr>>,
+{
+    let give_up = tokio::time::Instant::now() + stale_after.to_std().unwrap_or_default() / 2;
+    let mut delay = StdDuration::from_millis(250);
+    loop {
+        match write().await {
+            Ok(recorded) => return Ok(recorded),
+            Err(error) if tokio::time::Instant::now() + delay < give_up => {
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "writing the outcome failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(StdDuration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn stale_after(app: &App) -> Duration {

@@ -9,6 +9,7 @@ pub mod fake_tiktok;
 pub mod fake_x;
 mod graph;
 pub mod media_server;
+pub mod outage;
 mod rows;
 
 pub use rows::{error_message, posting_error};

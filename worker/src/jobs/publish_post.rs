@@ -12,8 +12,17 @@ use shared::{App, jobs::PublishPost};
 use tracing::Instrument;
 
 /// The apalis handler.
+///
+/// The attempt runs in a task of its own, which the handler awaits: when apalis ends the consumer
+/// on a backend error (Redis went away), it drops the handler futures it was polling, and an
+/// attempt dropped mid-way would leave its post claimed until the claim goes stale (minutes, then
+/// `unknown` if it had sent). Detached, the attempt finishes and records its outcome; the job apalis
+/// lost track of is re-run later and finds the post already decided. At the end of a shutdown grace
+/// period the process exits, and the stale-claim rules resolve what was still running.
 pub async fn handle(job: PublishPost, app: Data<Arc<App>>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("publish_post", post.id = %job.post_id, job.v = job.v);
-    shared::publish::run(&app, &job.post_id).instrument(span).await?;
+    let app: Arc<App> = Arc::clone(&app);
+    let attempt = tokio::spawn(async move { shared::publish::run(&app, &job.post_id).await }.instrument(span));
+    attempt.await??;
     Ok(())
 }
