@@ -62,6 +62,8 @@ pub struct App {
     pub posted: crate::publish::PostedWriter,
     /// Fetches users' media under the address rules.
     pub media: crate::media::MediaFetcher,
+    /// Set once a shutdown signal arrived: the worker's `/readyz` then answers 503 while it drains.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// How strict start-up is about the schema.
@@ -119,6 +121,7 @@ impl App {
             metrics: Metrics::default(),
             posted: crate::publish::PostedWriter::default(),
             media: crate::media::MediaFetcher::new(settings.media.allow_private, settings.media.fetch_timeout),
+            draining: std::sync::atomic::AtomicBool::new(false),
             settings,
         }))
     }

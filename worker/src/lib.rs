@@ -20,8 +20,10 @@ use shared::{App, jobs::JobQueue};
 /// off (its post is resolved by the stale-claim rules) and queued jobs stay queued.
 pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signalled = app.clone();
     tokio::spawn(async move {
         shutdown.await;
+        signalled.draining.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = stop_tx.send(true);
     });
     let id = uuid::Uuid::new_v4().to_string();

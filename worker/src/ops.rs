@@ -1,6 +1,6 @@
 //! The worker's own HTTP endpoints, served on `PORT` when it is set (Cloud Run worker pools and
 //! always-on services probe them; Prometheus scrapes `/metrics`): `/healthz` (the process
-//! answers), `/readyz` (its database and Redis answer, each within 2 s) and `/metrics` (this
+//! answers), `/readyz` (its database and Redis answer, each within 2 s, and it is not draining after SIGTERM) and `/metrics` (this
 //! process's counters with the fleet's gauges). The same answers as the api's.
 
 use std::{future::Future, sync::Arc};
@@ -21,7 +21,12 @@ fn healthz() -> Json<serde_json::Value> {
 
 #[handler]
 async fn readyz(app: Data<&Arc<App>>) -> Response {
-    match shared::ops::dependencies(&app).await {
+    let ready = if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        Err("draining: finishing the attempts in flight before exiting".to_owned())
+    } else {
+        shared::ops::dependencies(&app).await
+    };
+    match ready {
         Ok(()) => Json(json!({ "status": "ok" })).into_response(),
         Err(detail) => {
             tracing::warn!(detail = %detail, "not ready");

@@ -153,10 +153,18 @@ async fn sigterm_finishes_the_attempt_in_flight_leaves_the_rest_queued_and_exits
     app.x.hold("POST", "/2/tweets");
     app.insert_x_posts("drain", 2, Utc::now(), 0).await;
 
-    let mut first = tests::worker_process(&app, BIN, "ops-drain-first", &[]);
+    let port = free_port().to_string();
+    let mut first = tests::worker_process(&app, BIN, "ops-drain-first", &[("PORT", &port)]);
     app.x.wait_held(Duration::from_secs(60)).await;
     sigterm(&first);
-    // X answers only after the signal: the post is `posted` below only if the worker waited.
+    // Draining: its /readyz says so while the attempt is still held at X.
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let (_, body) = wait_until(Duration::from_secs(10), "the worker's /readyz to say it is draining", || async {
+        get(&app, &readyz).await.filter(|(status, _)| *status == 503)
+    })
+    .await;
+    assert!(body.contains("draining"), "{body}");
+    assert_eq!(app.posts_by_status().await.get("publishing"), Some(&1), "the attempt is still in flight");
     app.x.release_all();
     let status = exited(&mut first, Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
