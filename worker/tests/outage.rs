@@ -19,10 +19,6 @@ const USERS: usize = 5;
 /// Longest an answer may take while a dependency is down (the database wait is 2 s here).
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
-fn workers(app: &TestApp, test: &str) -> Vec<WorkerProcess> {
-    (1..=2).map(|n| tests::worker_process(app, BIN, &format!("{test}-worker-{n}"), &[])).collect()
-}
-
 async fn timed<T>(what: &str, request: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
     let answer = tokio::time::timeout(ANSWER_WITHIN * 2, request).await.unwrap_or_else(|_| panic!("{what} hung"));
@@ -74,11 +70,23 @@ fn resumed_after(app: &TestApp, restarted: DateTime<Utc>) -> f64 {
     first.map_or(f64::NAN, |at| (at - restarted).num_milliseconds() as f64 / 1000.0)
 }
 
-async fn connect_users(app: &TestApp) {
+/// Posts of the test, due over 18 s from 3 s from now.
+const POSTS: u32 = 300;
+
+/// Connects the users, inserts [`POSTS`] posts tagged `tag`, starts two workers and returns them
+/// once the first 40 posts are out.
+async fn under_load(app: &TestApp, tag: &str) -> Vec<WorkerProcess> {
     for i in 0..USERS {
         app.connect_x(&format!("outage-{i}")).await;
     }
     app.x.set_tweet_delay(Duration::from_millis(50));
+    app.insert_x_posts(tag, POSTS, Utc::now() + chrono::Duration::seconds(3), 60).await;
+    let fleet = (1..=2).map(|n| tests::worker_process(app, BIN, &format!("outage-{tag}-worker-{n}"), &[])).collect();
+    wait_until(Duration::from_secs(60), "the first 40 posts", || async {
+        (posted_count(app).await >= 40).then_some(())
+    })
+    .await;
+    fleet
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +97,7 @@ async fn a_redis_outage_under_load_loses_nothing_and_sends_nothing_twice() {
         env.insert("REDIS_URL".into(), url);
     })
     .await;
-    connect_users(&app).await;
-    let posts = 300;
-    app.insert_x_posts("redis", posts, Utc::now() + chrono::Duration::seconds(3), 60).await;
-    let mut fleet = workers(&app, "outage-redis");
-    wait_until(Duration::from_secs(60), "the first 40 posts", || async {
-        (posted_count(&app).await >= 40).then_some(())
-    })
-    .await;
+    let mut fleet = under_load(&app, "redis").await;
 
     redis.stop();
     let stopped = Instant::now();
@@ -115,12 +116,12 @@ async fn a_redis_outage_under_load_loses_nothing_and_sends_nothing_twice() {
 
     let restarted = Utc::now();
     redis.start_again();
-    let (late, worst) = all_published_once(&app, posts as usize + 1).await;
+    let (late, worst) = all_published_once(&app, POSTS as usize + 1).await;
     let resumed = resumed_after(&app, restarted);
     eprintln!(
         "redis outage: 10 s; first tweet {resumed:.1} s after the restart; {late} of {} posts more than 5 s late \
          (worst {worst:.1} s); duplicates 0",
-        posts + 1
+        POSTS + 1
     );
     assert!(resumed < 60.0, "resumed {resumed} s after Redis came back");
     let (status, probe) = readyz(&app).await;
@@ -140,14 +141,7 @@ async fn a_postgres_restart_under_load_answers_503_and_publishes_everything_once
         env.insert("DATABASE_TIMEOUT_SECS".into(), "2".into());
     })
     .await;
-    connect_users(&app).await;
-    let posts = 300;
-    app.insert_x_posts("postgres", posts, Utc::now() + chrono::Duration::seconds(3), 60).await;
-    let mut fleet = workers(&app, "outage-postgres");
-    wait_until(Duration::from_secs(60), "the first 40 posts", || async {
-        (posted_count(&app).await >= 40).then_some(())
-    })
-    .await;
+    let mut fleet = under_load(&app, "postgres").await;
 
     postgres.stop();
     let stopped = Instant::now();
@@ -165,10 +159,10 @@ async fn a_postgres_restart_under_load_answers_503_and_publishes_everything_once
 
     let restarted = Utc::now();
     postgres.start_again();
-    let (late, worst) = all_published_once(&app, posts as usize).await;
+    let (late, worst) = all_published_once(&app, POSTS as usize).await;
     let resumed = resumed_after(&app, restarted);
     eprintln!(
-        "postgres outage: 8 s; first tweet {resumed:.1} s after the restart; {late} of {posts} posts more than 5 s \
+        "postgres outage: 8 s; first tweet {resumed:.1} s after the restart; {late} of {POSTS} posts more than 5 s \
          late (worst {worst:.1} s); duplicates 0"
     );
     assert!(resumed < 60.0, "resumed {resumed} s after PostgreSQL came back");
