@@ -15,6 +15,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 use apalis::prelude::*;
 use shared::{App, jobs::JobQueue};
 
+/// First delay before a failed consumer is started again; doubled up to [`RESTART_LAST`] while
+/// it keeps failing. Capped low: once Redis is back, publishing resumes within it.
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_LAST: Duration = Duration::from_secs(5);
+
 /// Runs the publish consumer until `shutdown` resolves, then stops taking jobs and lets in-flight
 /// attempts finish for at most `WORKER_SHUTDOWN_GRACE_SECS`; what is still running then is cut
 /// off (its post is resolved by the stale-claim rules) and queued jobs stay queued.
@@ -52,10 +57,12 @@ async fn consume(app: Arc<App>, id: &str, stop_rx: tokio::sync::watch::Receiver<
     let dispatcher = tokio::spawn(jobs::dispatch_posts::run(app.clone(), stop_rx.clone()));
     let poll = app.settings.worker.poll_interval;
     let concurrency = app.settings.worker.concurrency;
+    let mut restart_delay = RESTART_FIRST;
     loop {
         if *stop_rx.borrow() {
             break;
         }
+        let started = tokio::time::Instant::now();
         let mut stop = stop_rx.clone();
         let signal = async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
@@ -84,11 +91,24 @@ async fn consume(app: Arc<App>, id: &str, stop_rx: tokio::sync::watch::Receiver<
         if *stop_rx.borrow() {
             break;
         }
-        match result {
-            Ok(()) => tracing::warn!("publish consumer stopped by itself; restarting"),
-            Err(error) => tracing::error!(error = %error, "publish consumer failed; restarting"),
+        // Backoff while the backend keeps failing (Redis down); a consumer that ran a while
+        // before failing starts again after the first delay.
+        if started.elapsed() > RESTART_LAST * 4 {
+            restart_delay = RESTART_FIRST;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let delay_ms = restart_delay.as_millis() as u64;
+        match result {
+            Ok(()) => tracing::warn!(retry_in_ms = delay_ms, "publish consumer stopped by itself; restarting"),
+            Err(error) => {
+                tracing::error!(error = %error, retry_in_ms = delay_ms, "publish consumer failed; restarting")
+            }
+        }
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            () = tokio::time::sleep(restart_delay) => {}
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        }
+        restart_delay = (restart_delay * 2).min(RESTART_LAST);
     }
     let _ = sweeper.await;
     let _ = dispatcher.await;
