@@ -101,9 +101,10 @@ pub(crate) fn summary(
     if status >= 400 {
         return body.and_then(error_text).map(|e| format!(" {e}")).unwrap_or_default();
     }
+    // A Facebook photo answers its photo `id` and the `post_id` Herald records: the post's.
     let id = restli_id.map(str::to_owned).or_else(|| {
         let body = body?;
-        ["/data/publish_id", "/data/id", "/id", "/media_id_string", "/post_id"].iter().find_map(|p| text_at(body, p))
+        ["/data/publish_id", "/data/id", "/post_id", "/id", "/media_id_string"].iter().find_map(|p| text_at(body, p))
     });
     let status = body.and_then(|body| {
         ["/data/status", "/status_code", "/data/processing_info/state", "/status/video_status"]
@@ -143,6 +144,11 @@ mod tests {
         assert_eq!(
             summary(Site::Tiktok, "POST", "/v2/post/publish/status/fetch/", 200, None, Some(&status)),
             " PUBLISH_COMPLETE"
+        );
+        let photo = json!({"id": "122100000000000002", "post_id": "102_122100000000000003"});
+        assert_eq!(
+            summary(Site::Facebook, "POST", "/v26.0/102/photos", 200, None, Some(&photo)),
+            " photo 102_122100000000000003"
         );
         let graph = json!({"error": {"message": "(#100) Invalid parameter", "code": 100}});
         assert_eq!(
