@@ -26,9 +26,9 @@ use poem::{
 use rand::{Rng, RngCore};
 
 use crate::{
-    Recorder,
+    Recorder, Serve,
     graph::{access_token, hmac_sha256_hex, params, query},
-    serve_fake,
+    serve_fake_with,
 };
 
 /// The app id the fake accepts.
@@ -372,6 +372,11 @@ async fn scripted_answer(scripted: Scripted) -> Response {
 impl FakeFacebook {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(Serve::default()).await
+    }
+
+    /// Starts it where and as `serve` says (the sandbox's fixed ports and wrapping).
+    pub async fn start_with(serve: Serve) -> Self {
         let state = Arc::new(Mutex::new(State {
             pages: DEFAULT_PAGES.iter().map(|(id, name)| ((*id).to_owned(), (*name).to_owned())).collect(),
             next_post: 122_100_000_000_000_000,
@@ -390,19 +395,24 @@ impl FakeFacebook {
             .at("/:version/:id/videos", poem::post(videos_endpoint))
             .at("/:version/:id", poem::get(video_node))
             .data(state.clone());
-        let base_url = serve_fake(routes, recorder.clone()).await;
+        let base_url = serve_fake_with(routes, recorder.clone(), serve).await;
         Self { base_url, state, recorder }
     }
 
     /// The settings that point Herald at this fake.
     pub fn env(&self) -> Vec<(String, String)> {
+        Self::env_at(&self.base_url)
+    }
+
+    /// The settings that point Herald at this fake served at `base_url`.
+    pub fn env_at(base_url: &str) -> Vec<(String, String)> {
         vec![
             ("FACEBOOK_APP_ID".into(), APP_ID.into()),
             ("FACEBOOK_APP_SECRET".into(), APP_SECRET.into()),
-            ("FACEBOOK_AUTH_URL".into(), format!("{}/v26.0/dialog/oauth", self.base_url)),
-            ("FACEBOOK_TOKEN_URL".into(), format!("{}/v26.0/oauth/access_token", self.base_url)),
-            ("FACEBOOK_API_BASE".into(), self.base_url.clone()),
-            ("FACEBOOK_VIDEO_API_BASE".into(), self.base_url.clone()),
+            ("FACEBOOK_AUTH_URL".into(), format!("{base_url}/v26.0/dialog/oauth")),
+            ("FACEBOOK_TOKEN_URL".into(), format!("{base_url}/v26.0/oauth/access_token")),
+            ("FACEBOOK_API_BASE".into(), base_url.to_owned()),
+            ("FACEBOOK_VIDEO_API_BASE".into(), base_url.to_owned()),
         ]
     }
 

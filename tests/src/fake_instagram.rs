@@ -31,9 +31,9 @@ use poem::{
 use rand::{Rng, RngCore};
 
 use crate::{
-    Recorder,
+    Recorder, Serve,
     graph::{access_token, hmac_sha256_hex, params, query},
-    serve_fake,
+    serve_fake_with,
 };
 
 /// The client id (Instagram app id) the fake accepts.
@@ -620,6 +620,11 @@ async fn scripted_answer(scripted: Scripted) -> Response {
 impl FakeInstagram {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(Serve::default()).await
+    }
+
+    /// Starts it where and as `serve` says (the sandbox's fixed ports and wrapping).
+    pub async fn start_with(serve: Serve) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let recorder = Recorder::default();
         let routes = Route::new()
@@ -637,18 +642,23 @@ impl FakeInstagram {
             .at("/:version/:id/content_publishing_limit", poem::get(publishing_limit))
             .data(state.clone())
             .data(reqwest::Client::new());
-        let base_url = serve_fake(routes, recorder.clone()).await;
+        let base_url = serve_fake_with(routes, recorder.clone(), serve).await;
         Self { base_url, state, recorder }
     }
 
     /// The settings that point Herald at this fake.
     pub fn env(&self) -> Vec<(String, String)> {
+        Self::env_at(&self.base_url)
+    }
+
+    /// The settings that point Herald at this fake served at `base_url`.
+    pub fn env_at(base_url: &str) -> Vec<(String, String)> {
         vec![
             ("INSTAGRAM_CLIENT_ID".into(), CLIENT_ID.into()),
             ("INSTAGRAM_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-            ("INSTAGRAM_AUTH_URL".into(), format!("{}/oauth/authorize", self.base_url)),
-            ("INSTAGRAM_TOKEN_URL".into(), format!("{}/oauth/access_token", self.base_url)),
-            ("INSTAGRAM_API_BASE".into(), self.base_url.clone()),
+            ("INSTAGRAM_AUTH_URL".into(), format!("{base_url}/oauth/authorize")),
+            ("INSTAGRAM_TOKEN_URL".into(), format!("{base_url}/oauth/access_token")),
+            ("INSTAGRAM_API_BASE".into(), base_url.to_owned()),
         ]
     }
 
@@ -1586,7 +1596,7 @@ mod tests {
     /// A plain-http media server: `/photo.jpg`, `/clip.mp4`; anything else is a 404.
     async fn media_server() -> String {
         let routes = Route::new().at("/photo.jpg", poem::get(photo_file)).at("/clip.mp4", poem::get(clip_file));
-        serve_fake(routes, Recorder::default()).await
+        crate::serve_fake(routes, Recorder::default()).await
     }
 
     async fn post_form(

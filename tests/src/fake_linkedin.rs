@@ -32,7 +32,7 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{Recorder, serve_fake};
+use crate::{Recorder, Serve, serve_fake_with};
 
 /// The client id the fake accepts.
 pub const CLIENT_ID: &str = "fake-linkedin-client-id";
@@ -528,6 +528,11 @@ fn id_token(now: DateTime<Utc>) -> String {
 impl FakeLinkedin {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(Serve::default()).await
+    }
+
+    /// Starts it where and as `serve` says (the sandbox's fixed ports and wrapping).
+    pub async fn start_with(serve: Serve) -> Self {
         let state = Arc::new(Mutex::new(State {
             next_id: 7_263_495_017_338_732_544,
             processing_polls: DEFAULT_PROCESSING_POLLS,
@@ -546,19 +551,24 @@ impl FakeLinkedin {
             .at("/rest/videos/:urn", poem::get(get_video))
             .at("/upload/videos/:id/:part", poem::put(upload_video_part))
             .data(state.clone());
-        let base_url = serve_fake(routes, recorder.clone()).await;
+        let base_url = serve_fake_with(routes, recorder.clone(), serve).await;
         state.lock().expect("fake state").base_url = base_url.clone();
         Self { base_url, state, recorder }
     }
 
     /// The settings that point Herald at this fake.
     pub fn env(&self) -> Vec<(String, String)> {
+        Self::env_at(&self.base_url)
+    }
+
+    /// The settings that point Herald at this fake served at `base_url`.
+    pub fn env_at(base_url: &str) -> Vec<(String, String)> {
         vec![
             ("LINKEDIN_CLIENT_ID".into(), CLIENT_ID.into()),
             ("LINKEDIN_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-            ("LINKEDIN_AUTH_URL".into(), format!("{}/oauth/v2/authorization", self.base_url)),
-            ("LINKEDIN_TOKEN_URL".into(), format!("{}/oauth/v2/accessToken", self.base_url)),
-            ("LINKEDIN_API_BASE".into(), self.base_url.clone()),
+            ("LINKEDIN_AUTH_URL".into(), format!("{base_url}/oauth/v2/authorization")),
+            ("LINKEDIN_TOKEN_URL".into(), format!("{base_url}/oauth/v2/accessToken")),
+            ("LINKEDIN_API_BASE".into(), base_url.to_owned()),
         ]
     }
 

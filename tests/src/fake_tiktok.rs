@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::{Recorder, hex, serve_fake};
+use crate::{Recorder, Serve, hex, serve_fake_with};
 
 /// The client key the fake accepts (TikTok's name for the client id).
 pub const CLIENT_ID: &str = "fakettclientkey";
@@ -664,6 +664,11 @@ fn encode(value: &str) -> String {
 impl FakeTiktok {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(Serve::default()).await
+    }
+
+    /// Starts it where and as `serve` says (the sandbox's fixed ports and wrapping).
+    pub async fn start_with(serve: Serve) -> Self {
         let state = Arc::new(Mutex::new(State {
             privacy_options: DEFAULT_PRIVACY_OPTIONS.iter().map(|o| (*o).to_owned()).collect(),
             polls_before_complete: DEFAULT_POLLS_BEFORE_COMPLETE,
@@ -683,19 +688,24 @@ impl FakeTiktok {
             .at("/v2/post/publish/status/fetch/", poem::post(status_fetch))
             .at("/video/upload/", poem::put(upload_chunk))
             .data(state.clone());
-        let base_url = serve_fake(routes, recorder.clone()).await;
+        let base_url = serve_fake_with(routes, recorder.clone(), serve).await;
         state.lock().expect("fake state").base_url = base_url.clone();
         Self { base_url, state, recorder }
     }
 
     /// The settings that point Herald at this fake.
     pub fn env(&self) -> Vec<(String, String)> {
+        Self::env_at(&self.base_url)
+    }
+
+    /// The settings that point Herald at this fake served at `base_url`.
+    pub fn env_at(base_url: &str) -> Vec<(String, String)> {
         vec![
             ("TIKTOK_CLIENT_ID".into(), CLIENT_ID.into()),
             ("TIKTOK_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-            ("TIKTOK_AUTH_URL".into(), format!("{}/v2/auth/authorize/", self.base_url)),
-            ("TIKTOK_TOKEN_URL".into(), format!("{}/v2/oauth/token/", self.base_url)),
-            ("TIKTOK_API_BASE".into(), self.base_url.clone()),
+            ("TIKTOK_AUTH_URL".into(), format!("{base_url}/v2/auth/authorize/")),
+            ("TIKTOK_TOKEN_URL".into(), format!("{base_url}/v2/oauth/token/")),
+            ("TIKTOK_API_BASE".into(), base_url.to_owned()),
         ]
     }
 

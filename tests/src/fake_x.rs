@@ -26,7 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::{Recorder, hex, serve_fake};
+use crate::{Recorder, Serve, hex, serve_fake_with};
 
 /// The client credentials the fake accepts.
 pub const CLIENT_ID: &str = "fake-x-client-id";
@@ -216,6 +216,11 @@ fn form(body: &str) -> HashMap<String, String> {
 impl FakeX {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(Serve::default()).await
+    }
+
+    /// Starts it where and as `serve` says (the sandbox's fixed ports and wrapping).
+    pub async fn start_with(serve: Serve) -> Self {
         let state = Arc::new(Mutex::new(State {
             access_ttl_secs: 7200,
             next_id: 1_445_880_548_472_328_192,
@@ -235,18 +240,23 @@ impl FakeX {
             .at("/2/media/upload/:id/finalize", poem::post(media_finalize))
             .at("/2/oauth2/revoke", poem::post(revoke))
             .data(state.clone());
-        let base_url = serve_fake(routes, recorder.clone()).await;
+        let base_url = serve_fake_with(routes, recorder.clone(), serve).await;
         Self { base_url, state, recorder }
     }
 
     /// The settings that point Herald at this fake.
     pub fn env(&self) -> Vec<(String, String)> {
+        Self::env_at(&self.base_url)
+    }
+
+    /// The settings that point Herald at this fake served at `base_url`.
+    pub fn env_at(base_url: &str) -> Vec<(String, String)> {
         vec![
             ("TWITTER_CLIENT_ID".into(), CLIENT_ID.into()),
             ("TWITTER_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-            ("TWITTER_AUTH_URL".into(), format!("{}/i/oauth2/authorize", self.base_url)),
-            ("TWITTER_TOKEN_URL".into(), format!("{}/2/oauth2/token", self.base_url)),
-            ("TWITTER_API_BASE".into(), self.base_url.clone()),
+            ("TWITTER_AUTH_URL".into(), format!("{base_url}/i/oauth2/authorize")),
+            ("TWITTER_TOKEN_URL".into(), format!("{base_url}/2/oauth2/token")),
+            ("TWITTER_API_BASE".into(), base_url.to_owned()),
         ]
     }
 

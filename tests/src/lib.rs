@@ -200,12 +200,32 @@ impl Recorder {
     }
 }
 
+/// Wraps a fake's whole endpoint (its routes behind the recorder); the sandbox adds its consent
+/// page, request log and `GET /` page this way.
+pub type Wrap = Box<dyn FnOnce(poem::endpoint::BoxEndpoint<'static>) -> poem::endpoint::BoxEndpoint<'static> + Send>;
+
+/// Where and how a fake is served. The default, which every test uses, is a free loopback port
+/// and nothing around the fake.
+#[derive(Default)]
+#[allow(missing_debug_implementations)]
+pub struct Serve {
+    /// The listener to serve on; `None`: a free port on 127.0.0.1.
+    pub listener: Option<tokio::net::TcpListener>,
+    /// What wraps the fake's endpoint; `None`: nothing.
+    pub wrap: Option<Wrap>,
+}
+
 /// Serves a fake's routes on a free loopback port, recording each request; returns its base URL.
 /// A body up to [`RECORDED_BODY_LIMIT`] is read before the handler runs (as a whole, as before);
 /// a longer one is recorded by its first bytes and streamed on to the handler, its `body_len`
 /// growing as the handler reads it (what the handler leaves unread is drained and counted before
 /// the answer goes out), so a large upload never sits in memory here.
 pub async fn serve_fake(routes: impl Endpoint + 'static, recorder: Recorder) -> String {
+    serve_fake_with(routes, recorder, Serve::default()).await
+}
+
+/// [`serve_fake`] where and as `serve` says.
+pub async fn serve_fake_with(routes: impl Endpoint + 'static, recorder: Recorder, serve: Serve) -> String {
     use futures::StreamExt;
 
     let record = recorder.clone();
@@ -293,7 +313,14 @@ pub async fn serve_fake(routes: impl Endpoint + 'static, recorder: Recorder) -> 
             Ok::<Response, poem::Error>(response)
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+    let endpoint = match serve.wrap {
+        Some(wrap) => wrap(endpoint.boxed()),
+        None => endpoint.boxed(),
+    };
+    let listener = match serve.listener {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake"),
+    };
     let addr = listener.local_addr().expect("fake addr");
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));

@@ -30,7 +30,7 @@ use poem::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{Recorder, serve_fake};
+use crate::{Recorder, Serve, serve_fake_with};
 
 /// Size of a generated image when `bytes` is absent.
 pub const DEFAULT_IMAGE_BYTES: u64 = 50_000;
@@ -386,6 +386,11 @@ pub struct MediaServer {
 impl MediaServer {
     /// Starts the server on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(Serve::default()).await
+    }
+
+    /// Starts it where and as `serve` says (the sandbox's fixed ports and wrapping).
+    pub async fn start_with(serve: Serve) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let recorder = Recorder::default();
         let routes = Route::new()
@@ -394,7 +399,7 @@ impl MediaServer {
             .at("/redirect", poem::get(redirect).head(redirect))
             .at("/status/:code", poem::get(status_code).head(status_code))
             .data(state.clone());
-        let base_url = serve_fake(routes, recorder.clone()).await;
+        let base_url = serve_fake_with(routes, recorder.clone(), serve).await;
         Self { base_url, state, recorder }
     }
 
