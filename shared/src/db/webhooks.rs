@@ -209,13 +209,14 @@ pub async fn stamp_due(
     Ok(rows.into_iter().filter_map(|row| row.due_at.map(|due| (row.id, due))).collect())
 }
 
-/// Hands deliveries back to the dispatcher (their jobs could not be pushed).
+/// Hands deliveries back to the dispatcher (their jobs could not be pushed): those stamped at
+/// `stamped_at`.
 pub async fn unstamp(db: &DatabaseConnection, ids: &[String], stamped_at: DateTime<Utc>) -> Result<(), DbErr> {
     use webhook_delivery::{Column, Entity};
     Entity::update_many()
         .col_expr(Column::DispatchedAt, Expr::value(Option::<DateTime<Utc>>::None))
         .filter(Column::Id.is_in(ids.iter().cloned()))
-        .filter(Column::DispatchedAt.eq(stamped_at))
+        .filter(Column::DispatchedAt.eq(super::posts::millis(stamped_at)))
         .exec(db)
         .await?;
     Ok(())
@@ -532,15 +533,4 @@ pub async fn stamp_one(db: &DatabaseConnection, id: &str, now: DateTime<Utc>) ->
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
-}
-
-/// Clears the push stamp of deliveries whatever it was.
-pub async fn unstamp_all(db: &DatabaseConnection, ids: &[String]) -> Result<(), DbErr> {
-    use webhook_delivery::{Column, Entity};
-    Entity::update_many()
-        .col_expr(Column::DispatchedAt, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(Column::Id.is_in(ids.iter().cloned()))
-        .exec(db)
-        .await?;
-    Ok(())
 }
