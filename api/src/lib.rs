@@ -24,17 +24,25 @@ use shared::{
     config::{Settings, Storage},
 };
 
-use crate::routes::{campaigns::CampaignsApi, ops::OpsApi, posts::PostsApi, social_auth::SocialAuthApi};
+use crate::routes::{
+    campaigns::CampaignsApi, ops::OpsApi, posts::PostsApi, social_auth::SocialAuthApi, webhooks::WebhooksApi,
+};
 
 /// Largest request body accepted (413 above it).
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-type Apis = (SocialAuthApi, PostsApi, CampaignsApi, OpsApi);
+type Apis = (SocialAuthApi, PostsApi, CampaignsApi, OpsApi, WebhooksApi);
 
-fn api_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((SocialAuthApi, PostsApi, CampaignsApi, OpsApi), "Herald", env!("CARGO_PKG_VERSION")).description(
+fn api_service() -> OpenApiService<Apis, &'static dyn routes::webhooks::Events> {
+    OpenApiService::new(
+        (SocialAuthApi, PostsApi, CampaignsApi, OpsApi, WebhooksApi),
+        "Herald",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .webhooks::<&dyn routes::webhooks::Events>()
+    .description(
         "Connect LinkedIn, X, Instagram, Facebook Page and TikTok accounts, schedule posts to them, and follow each \
          post until it is published. Every route but the OAuth callback and the probes takes \
          `Authorization: Bearer <JWT>`; errors are always `{\"error\": {\"code\", \"message\"}}`.",

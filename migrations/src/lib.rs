@@ -12,6 +12,7 @@ mod m20261125_000001_create_tables;
 mod m20261202_000001_add_dispatch_columns;
 mod m20261203_000001_add_publish_options;
 mod m20261203_000002_create_worker_heartbeats;
+mod m20261203_000003_create_webhooks;
 
 /// The migrator used by `api migrate`, the embedded default and the test harness.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_add_dispatch_columns::Migration),
             Box::new(m20261203_000001_add_publish_options::Migration),
             Box::new(m20261203_000002_create_worker_heartbeats::Migration),
+            Box::new(m20261203_000003_create_webhooks::Migration),
         ]
     }
 }

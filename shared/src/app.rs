@@ -62,6 +62,8 @@ pub struct App {
     pub posted: crate::publish::PostedWriter,
     /// Fetches users' media under the address rules.
     pub media: crate::media::MediaFetcher,
+    /// Sends webhook deliveries under the same address rules, following no redirect.
+    pub webhooks: crate::webhooks::Sender,
     /// Set once a shutdown signal arrived: the worker's `/readyz` then answers 503 while it drains.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -121,6 +123,7 @@ impl App {
             metrics: Metrics::default(),
             posted: crate::publish::PostedWriter::default(),
             media: crate::media::MediaFetcher::new(settings.media.allow_private, settings.media.fetch_timeout),
+            webhooks: crate::webhooks::Sender::new(settings.media.allow_private, settings.webhooks.timeout),
             draining: std::sync::atomic::AtomicBool::new(false),
             settings,
         }))

@@ -189,6 +189,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Media fetching and multi-step publishing.
     pub media: MediaSettings,
+    /// Webhook deliveries (DESIGN §14).
+    pub webhooks: WebhookSettings,
     /// Where Facebook Page videos are posted (`FACEBOOK_VIDEO_API_BASE`, default
     /// `https://graph-video.facebook.com`), without a trailing slash.
     pub facebook_video_api_base: String,
@@ -196,6 +198,22 @@ pub struct Settings {
     /// (`TIKTOK_VERIFIED_URL_PREFIXES`, comma-separated): videos under one are pulled by TikTok,
     /// others uploaded in chunks. Photo posts are always pulled, so need one.
     pub tiktok_verified_prefixes: Vec<String>,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// How long an endpoint has to answer (`WEBHOOK_TIMEOUT_SECS`, default 15).
+    pub timeout: Duration,
+    /// Multiplies every delay of the retry schedule (`WEBHOOK_RETRY_SCALE`, default 1; tests
+    /// compress the day-long schedule with e.g. 0.0001).
+    pub retry_scale: f64,
+    /// An endpoint whose deliveries have all failed for this long is disabled
+    /// (`WEBHOOK_DISABLE_AFTER_SECS`, default 5 days).
+    pub disable_after: Duration,
+    /// How long the secret before a rotation still signs (`WEBHOOK_ROTATION_OVERLAP_SECS`,
+    /// default 24 h).
+    pub rotation_overlap: Duration,
 }
 
 /// Media fetching and the waits of multi-step publishing (DESIGN §10, §12).
@@ -371,6 +389,12 @@ impl Settings {
                 max_wait: Duration::from_secs(parse_or(&env, "PUBLISH_MAX_WAIT_SECS", 3600u64)?.max(1)),
                 x_posts_per_15_min: parse_or(&env, "X_POSTS_PER_15_MIN", 100u32)?,
                 tiktok_inits_per_min: parse_or(&env, "TIKTOK_INITS_PER_MIN", 6u32)?,
+            },
+            webhooks: WebhookSettings {
+                timeout: Duration::from_secs(parse_or(&env, "WEBHOOK_TIMEOUT_SECS", 15u64)?.max(1)),
+                retry_scale: parse_or(&env, "WEBHOOK_RETRY_SCALE", 1.0f64)?.max(0.0),
+                disable_after: Duration::from_secs(parse_or(&env, "WEBHOOK_DISABLE_AFTER_SECS", 5 * 86_400u64)?),
+                rotation_overlap: Duration::from_secs(parse_or(&env, "WEBHOOK_ROTATION_OVERLAP_SECS", 86_400u64)?),
             },
         })
     }

@@ -14,7 +14,7 @@ use crate::{
         entities::{connection, oauth_state},
         oauth_states,
     },
-    domain::{ConnectionStatus, Platform},
+    domain::{ConnectionStatus, Platform, WebhookEvent},
 };
 
 /// How long an authorization may take.
@@ -375,6 +375,15 @@ pub async fn disconnect(app: &App, user_id: &str, platform: Platform) -> Result<
     let message = format!("the {platform} account was disconnected");
     let txn = sea_orm::TransactionTrait::begin(&app.db).await?;
     let posts_failed = crate::db::posts::fail_waiting_for_connection(&txn, row.id, &message).await?;
+    // The user took Herald's access away: the app hears it as `connection.revoked`.
+    let revoked = connection::Model {
+        connection_status: ConnectionStatus::Revoked,
+        last_error: Some(message.clone()),
+        updated_at: chrono::Utc::now(),
+        ..row.clone()
+    };
+    let payload = crate::db::webhooks::connection_payload(&revoked);
+    crate::db::webhooks::record_events(&txn, [(row.user_id.clone(), WebhookEvent::ConnectionRevoked, payload)]).await?;
     connections::delete(&txn, row.id).await?;
     txn.commit().await?;
     tracing::info!(connection.id = row.id, platform = %platform, revocation = revocation.as_str(), posts_failed, "account disconnected");

@@ -79,7 +79,10 @@ pub async fn run_round(app: &App) -> Result<Round, Error> {
         return Ok(Round::default());
     };
     let result = async {
-        let pushed = dispatch(app, None).await?;
+        let mut pushed = dispatch(app, None).await?;
+        // Webhook deliveries share the queue and its cap, after the posts.
+        let depth = app.queue.depth().await?;
+        pushed += crate::webhooks::dispatch(app, app.settings.worker.dispatch.queue_cap.saturating_sub(depth)).await?;
         let vacuumed = app.queue.vacuum(VACUUM_BATCH).await?;
         Ok(Round { leader: true, pushed, vacuumed })
     }

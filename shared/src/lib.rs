@@ -28,3 +28,4 @@ pub mod connect;
 pub mod posts;
 pub mod publish;
 pub mod tokens;
+pub mod webhooks;

@@ -387,6 +387,22 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// A client for users' URLs (media, webhook endpoints): no proxy, a total time limit, the given
+/// redirect policy, and, unless `allow_private`, the [`PublicOnly`] resolver, so the address
+/// checked is the address connected to.
+pub fn guarded_client(allow_private: bool, timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .redirect(redirect)
+        .no_proxy()
+        .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")));
+    if !allow_private {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    builder.build().expect("a rustls client with static settings builds")
+}
+
 /// Fetches users' media URLs under the address rules, with a total time limit.
 #[derive(Debug, Clone)]
 pub struct MediaFetcher {
@@ -419,16 +435,7 @@ impl MediaFetcher {
                 Err(reason) => attempt.error(format!("redirected to a URL that {reason}")),
             }
         });
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10).min(timeout))
-            .redirect(policy)
-            .no_proxy()
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")));
-        if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
-        }
-        Self { client: builder.build().expect("a rustls client with static settings builds"), allow_private }
+        Self { client: guarded_client(allow_private, timeout, policy), allow_private }
     }
 
     /// Opens `url` and reads enough to tell its type: refused unless `limits` take that format

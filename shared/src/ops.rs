@@ -43,6 +43,10 @@ pub struct Snapshot {
     pub posts: Vec<(PostStatus, u64)>,
     /// Queue jobs by state (`None`: the queue did not answer).
     pub queue: Option<Vec<(String, u64)>>,
+    /// Webhook deliveries still pending.
+    pub webhooks_pending: u64,
+    /// When the oldest of them was created.
+    pub oldest_webhook: Option<DateTime<Utc>>,
 }
 
 impl Snapshot {
@@ -54,9 +58,11 @@ impl Snapshot {
             let (live_workers, last_beat) = workers::seen_since(&app.db, now - LIVE_WITHIN).await?;
             let (overdue, oldest_overdue) = posts::overdue(&app.db, now - OVERDUE_AFTER).await?;
             let posts = posts::count_open(&app.db).await?;
-            Ok::<_, sea_orm::DbErr>((live_workers, last_beat, overdue, oldest_overdue, posts))
+            let webhooks = crate::db::webhooks::pending(&app.db).await?;
+            Ok::<_, sea_orm::DbErr>((live_workers, last_beat, overdue, oldest_overdue, posts, webhooks))
         };
-        let (live_workers, last_beat, overdue, oldest_overdue, posts) = bounded("database", database).await?;
+        let (live_workers, last_beat, overdue, oldest_overdue, posts, (webhooks_pending, oldest_webhook)) =
+            bounded("database", database).await?;
         let queue = app.queue.states().await.ok();
         Ok(Self {
             live_workers,
@@ -65,6 +71,8 @@ impl Snapshot {
             oldest_overdue,
             posts: posts.into_iter().map(|(status, n)| (status, n.max(0) as u64)).collect(),
             queue,
+            webhooks_pending,
+            oldest_webhook,
         })
     }
 

@@ -108,6 +108,12 @@ pub struct Metrics {
     pub queue_jobs: Family<StateLabels, Gauge>,
     /// Whether the last scrape could read the database (1) or not (0).
     pub database_up: Gauge,
+    /// Webhook delivery attempts by outcome (`succeeded`, `retrying`, `dead`, `disabled`).
+    pub webhook_deliveries: Family<StateLabels, Counter>,
+    /// Webhook deliveries still pending, as of the last scrape.
+    pub webhook_pending: Gauge,
+    /// Seconds since the oldest pending webhook delivery was created.
+    pub webhook_oldest_pending_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -159,6 +165,20 @@ impl Default for Metrics {
         registry.register("posts", "Posts by status (waiting, publishing, unknown)", posts.clone());
         registry.register("queue_jobs", "Publish queue jobs by state", queue_jobs.clone());
         registry.register("database_up", "Whether the last scrape could read the database", database_up.clone());
+        let webhook_deliveries = Family::<StateLabels, Counter>::default();
+        let webhook_pending = Gauge::default();
+        let webhook_oldest_pending_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "webhook_delivery_attempts",
+            "Webhook delivery attempts by outcome",
+            webhook_deliveries.clone(),
+        );
+        registry.register("webhook_pending_deliveries", "Webhook deliveries still pending", webhook_pending.clone());
+        registry.register(
+            "webhook_oldest_pending_age_seconds",
+            "Seconds since the oldest pending webhook delivery was created",
+            webhook_oldest_pending_seconds.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             http_requests,
@@ -176,6 +196,9 @@ impl Default for Metrics {
             posts,
             queue_jobs,
             database_up,
+            webhook_deliveries,
+            webhook_pending,
+            webhook_oldest_pending_seconds,
         }
     }
 }
@@ -184,6 +207,11 @@ impl Metrics {
     /// Counts a job outcome.
     pub fn job(&self, platform: &str, outcome: &str) {
         self.jobs.get_or_create(&OutcomeLabels { platform: platform.into(), outcome: outcome.into() }).inc();
+    }
+
+    /// Counts a webhook delivery attempt's outcome.
+    pub fn webhook(&self, outcome: &str) {
+        self.webhook_deliveries.get_or_create(&StateLabels { state: outcome.into() }).inc();
     }
 
     /// Counts a refresh outcome.
@@ -208,6 +236,10 @@ impl Metrics {
         self.live_workers.set(snapshot.live_workers as i64);
         self.overdue_posts.set(snapshot.overdue as i64);
         self.oldest_overdue_seconds.set(snapshot.oldest_overdue_secs(now));
+        self.webhook_pending.set(snapshot.webhooks_pending as i64);
+        let oldest_webhook =
+            snapshot.oldest_webhook.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0);
+        self.webhook_oldest_pending_seconds.set(oldest_webhook);
         // Every watched status is always present, at 0 when no post has it.
         for status in ["pending", "retrying", "publishing", "unknown"] {
             let n = snapshot.posts.iter().find(|(s, _)| s.as_str() == status).map_or(0, |(_, n)| *n);

@@ -11,6 +11,7 @@ mod graph;
 pub mod media_server;
 pub mod outage;
 mod rows;
+pub mod webhook_receiver;
 
 pub use rows::{error_message, posting_error};
 

@@ -5,6 +5,7 @@ pub mod campaigns;
 pub mod ops;
 pub mod posts;
 pub mod social_auth;
+pub mod webhooks;
 
 use poem_openapi::Tags;
 
@@ -19,4 +20,6 @@ pub enum Tag {
     Campaigns,
     /// Liveness, readiness and metrics.
     Operations,
+    /// Endpoints that receive the user's events, and their deliveries.
+    Webhooks,
 }

@@ -170,16 +170,32 @@ pub async fn store_refreshed<C: ConnectionTrait>(
     active.update(db).await
 }
 
-/// Marks a connection unusable with the platform's reason.
-pub async fn mark<C: ConnectionTrait>(db: &C, id: i64, status: ConnectionStatus, error: &str) -> Result<(), DbErr> {
-    Entity::update_many()
-        .col_expr(Column::ConnectionStatus, sea_orm::sea_query::Expr::value(status))
-        .col_expr(Column::LastError, sea_orm::sea_query::Expr::value(error))
-        .col_expr(Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    Ok(())
+/// Marks a connection unusable with the platform's reason. A connection that moves into
+/// `expired` or `revoked` reports it (`connection.expired`, `connection.revoked`) in the same
+/// transaction; one already in that status is only given the new reason, and reports nothing.
+pub async fn mark(db: &DatabaseConnection, id: i64, status: ConnectionStatus, error: &str) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    let update = || {
+        Entity::update_many()
+            .col_expr(Column::ConnectionStatus, Expr::value(status))
+            .col_expr(Column::LastError, Expr::value(error))
+            .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(Column::Id.eq(id))
+    };
+    let txn = db.begin().await?;
+    // Only the statement that moves the status reports it, so a repeated mark reports nothing.
+    let moved = update().filter(Column::ConnectionStatus.ne(status)).exec_with_returning(&txn).await?;
+    match (moved.first(), crate::domain::WebhookEvent::of_connection(status)) {
+        (Some(row), Some(event)) => {
+            let payload = super::webhooks::connection_payload(row);
+            super::webhooks::record_events(&txn, [(row.user_id.clone(), event, payload)]).await?;
+        }
+        (Some(_), None) => {}
+        (None, _) => {
+            update().exec(&txn).await?;
+        }
+    }
+    txn.commit().await
 }
 
 /// Deletes a connection (its tokens with it); posts keep their history with no connection.

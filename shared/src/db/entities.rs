@@ -195,3 +195,126 @@ pub mod worker_heartbeat {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `webhook_endpoints`: an HTTPS endpoint a user registered for some events.
+pub mod webhook_endpoint {
+    use sea_orm::entity::prelude::*;
+
+    /// A registered endpoint.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_endpoints")]
+    pub struct Model {
+        /// `ep_` + ULID.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: String,
+        pub url: String,
+        /// The event names it wants (JSON array).
+        pub events: Json,
+        /// Fernet ciphertext of the `whsec_...` signing secret.
+        pub secret: String,
+        /// Fernet ciphertext of the secret before the last rotation, which still signs until
+        /// `previous_secret_until`.
+        pub previous_secret: Option<String>,
+        pub previous_secret_until: Option<DateTimeUtc>,
+        pub disabled_at: Option<DateTimeUtc>,
+        pub disabled_reason: Option<String>,
+        /// Since when every delivery to it has failed (cleared by a success).
+        pub failing_since: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `webhook_events`: the outbox, one row per reported change, written in its transaction.
+pub mod webhook_event {
+    use sea_orm::entity::prelude::*;
+
+    use crate::domain::WebhookEvent;
+
+    /// A reported change.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_events")]
+    pub struct Model {
+        /// `evt_` + ULID.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: String,
+        pub event_type: WebhookEvent,
+        /// The post or connection as the API shows it, at the change.
+        pub payload: Json,
+        pub created_at: DateTimeUtc,
+        /// When its deliveries were created (`NULL` until then).
+        pub fanned_out_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `webhook_deliveries`: one event to one endpoint, retried under one `webhook-id` (its id).
+pub mod webhook_delivery {
+    use sea_orm::entity::prelude::*;
+
+    use crate::domain::DeliveryStatus;
+
+    /// A delivery.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        /// `msg_` + ULID: the `webhook-id` header of every attempt.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub endpoint_id: String,
+        pub event_id: String,
+        pub user_id: String,
+        pub status: DeliveryStatus,
+        pub attempts: i32,
+        /// When the next attempt is due while `pending`; `NULL` once final.
+        pub due_at: Option<DateTimeUtc>,
+        /// When the dispatcher last pushed a job for it.
+        pub dispatched_at: Option<DateTimeUtc>,
+        pub last_status_code: Option<i32>,
+        pub last_error: Option<String>,
+        pub last_latency_ms: Option<i64>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `webhook_attempts`: one row per HTTP attempt of a delivery.
+pub mod webhook_attempt {
+    use sea_orm::entity::prelude::*;
+
+    /// An attempt.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub delivery_id: String,
+        pub attempted_at: DateTimeUtc,
+        /// The endpoint's status code, when it answered.
+        pub status_code: Option<i32>,
+        pub latency_ms: i64,
+        /// Why it failed, when it did.
+        pub error: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod entities;
 pub mod oauth_states;
 pub mod posts;
+pub mod webhooks;
 pub mod workers;
 
 use std::time::Duration;

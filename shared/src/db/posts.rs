@@ -430,7 +430,11 @@ pub async fn record(
             .col_expr(Column::NextAttemptAt, Expr::value(NO_TIME))
             .col_expr(Column::DueAt, Expr::value(NO_TIME)),
     };
-    Ok(update.exec(db).await?.rows_affected == 1)
+    let txn = db.begin().await?;
+    let rows = update.exec_with_returning(&txn).await?;
+    super::webhooks::record_post_events(&txn, &rows).await?;
+    txn.commit().await?;
+    Ok(rows.len() == 1)
 }
 
 /// A `posted` outcome waiting to be written with others ([`record_posted`]).
@@ -471,15 +475,22 @@ pub async fn record_posted(db: &DatabaseConnection, records: &[PostedRecord]) ->
          FROM (VALUES {}) AS v \
          WHERE scheduled_posts.id = v.column1 AND scheduled_posts.claim_token = v.column2 \
            AND scheduled_posts.status = 'publishing' \
-         RETURNING id",
+         RETURNING *",
         rows.join(", ")
     );
-    let changed = db.query_all_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await?;
-    changed.iter().map(|row| row.try_get::<String>("", "id")).collect()
+    let txn = db.begin().await?;
+    let changed = Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(db.get_database_backend(), sql, values))
+        .all(&txn)
+        .await?;
+    super::webhooks::record_post_events(&txn, &changed).await?;
+    txn.commit().await?;
+    Ok(changed.into_iter().map(|row| row.id).collect())
 }
 
 /// Fails the posts of a connection that are still waiting (`pending`/`retrying`) with a
-/// `not_connected` error; returns how many.
+/// `not_connected` error, with their `post.failed` events on the caller's transaction; returns
+/// how many.
 pub async fn fail_waiting_for_connection<C: ConnectionTrait>(
     db: &C,
     connection_id: i64,
@@ -494,9 +505,10 @@ pub async fn fail_waiting_for_connection<C: ConnectionTrait>(
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::SocialConnectionId.eq(connection_id))
         .filter(status_in(&WAITING))
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    Ok(result.rows_affected)
+    super::webhooks::record_post_events(db, &result).await?;
+    Ok(result.len() as u64)
 }
 
 /// Marks a post `unknown` if the attempt holding `claim_token` still holds it: its worker stopped
@@ -522,10 +534,12 @@ pub async fn mark_orphaned(
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(post_id))
         .filter(Column::Status.eq(PostStatus::Publishing))
-        .filter(held_by)
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .filter(held_by);
+    let txn = db.begin().await?;
+    let rows = result.exec_with_returning(&txn).await?;
+    super::webhooks::record_post_events(&txn, &rows).await?;
+    txn.commit().await?;
+    Ok(rows.len() == 1)
 }
 
 /// Puts a post whose attempt went stale before it started sending (no saved `sending` phase)

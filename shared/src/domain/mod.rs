@@ -208,3 +208,67 @@ string_enum! {
         Confirming => "confirming",
     }
 }
+
+string_enum! {
+    /// What a webhook reports (DESIGN §14).
+    WebhookEvent {
+        /// A post is on the platform.
+        PostPublished => "post.published",
+        /// A post failed for good.
+        PostFailed => "post.failed",
+        /// The platform may or may not have a post; it is not re-sent automatically.
+        PostUnknown => "post.unknown",
+        /// An attempt failed and another is scheduled.
+        PostRetrying => "post.retrying",
+        /// A connection's token expired and could not be refreshed.
+        ConnectionExpired => "connection.expired",
+        /// The user or the platform revoked Herald's access.
+        ConnectionRevoked => "connection.revoked",
+        /// A ping sent by `POST /webhooks/{id}/test`.
+        Test => "webhook.test",
+    }
+}
+
+impl WebhookEvent {
+    /// The events an endpoint can subscribe to (the ping goes to the one endpoint it tests).
+    pub const SUBSCRIBABLE: [WebhookEvent; 6] = [
+        WebhookEvent::PostPublished,
+        WebhookEvent::PostFailed,
+        WebhookEvent::PostUnknown,
+        WebhookEvent::PostRetrying,
+        WebhookEvent::ConnectionExpired,
+        WebhookEvent::ConnectionRevoked,
+    ];
+
+    /// The event a post's new status reports, if any.
+    pub fn of_post(status: PostStatus) -> Option<Self> {
+        match status {
+            PostStatus::Posted => Some(WebhookEvent::PostPublished),
+            PostStatus::Failed => Some(WebhookEvent::PostFailed),
+            PostStatus::Unknown => Some(WebhookEvent::PostUnknown),
+            PostStatus::Retrying => Some(WebhookEvent::PostRetrying),
+            _ => None,
+        }
+    }
+
+    /// The event a connection's new status reports, if any.
+    pub fn of_connection(status: ConnectionStatus) -> Option<Self> {
+        match status {
+            ConnectionStatus::Expired => Some(WebhookEvent::ConnectionExpired),
+            ConnectionStatus::Revoked => Some(WebhookEvent::ConnectionRevoked),
+            _ => None,
+        }
+    }
+}
+
+string_enum! {
+    /// Where a webhook delivery stands.
+    DeliveryStatus {
+        /// Waiting for its next attempt at `due_at`.
+        Pending => "pending",
+        /// The endpoint answered 2xx.
+        Succeeded => "succeeded",
+        /// Every attempt of the schedule failed, or the endpoint was disabled.
+        Dead => "dead",
+    }
+}
