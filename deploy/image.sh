@@ -41,7 +41,7 @@ step() {
     local took
     took=$(since "$step_started")
     echo "image: $step_name took ${took}s"
-    timings+=("$(printf '%-34s %7ss' "$step_name" "$took")")
+    timings+=("$(printf '%-52s %7ss' "$step_name" "$took")")
   fi
   step_name=$1
   step_started=$(now)
