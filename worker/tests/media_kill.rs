@@ -5,6 +5,7 @@
 //! saved step, or started again when it died before saving one, and published once. At it, the
 //! platform is asked where it can say (an Instagram container's status, a TikTok `publish_id`);
 //! X, LinkedIn and Facebook cannot be asked, so the post becomes `unknown`: never two posts.
+//! While a step is held, its row says `sending` exactly when the step is the point of no return.
 //! Every check that something did not happen is made once the second worker has written the
 //! post's final status, after anything it could have sent.
 
@@ -125,12 +126,19 @@ struct At {
     path: &'static str,
     /// What else tells it from the other requests to that path (its query, body or headers).
     also: fn(&RecordedRequest) -> bool,
+    /// Whether it is the point of no return, which the row says (`sending`) before the request.
+    sending: bool,
 }
 
 impl At {
-    /// The next `method` request whose path ends with `path`.
+    /// The next `method` request whose path ends with `path`, a step before the point of no return.
     fn path(method: &'static str, path: &'static str) -> Self {
-        Self { name: path, method, path, also: |_| true }
+        Self { name: path, method, path, also: |_| true, sending: false }
+    }
+
+    /// The next `method` request whose path ends with `path`, the point of no return.
+    fn point_of_no_return(method: &'static str, path: &'static str) -> Self {
+        Self { sending: true, ..Self::path(method, path) }
     }
 
     /// Of those, the next one `also` accepts; `name` names the step.
@@ -174,6 +182,8 @@ async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     first.wait().expect("reap it");
     let (_, held) = app.get("alice", &format!("/api/v1/posts/{id}")).await;
     assert_eq!(held["status"], "publishing", "{held}");
+    let sending = held["publish_phase"] == "sending";
+    assert_eq!(sending, at.sending, "{}: the row says `sending` at the point of no return only: {held}", at.name);
 
     let mut second = tests::worker_process(&app, bin, &format!("media-kill-second-{name}"), &[]);
     let post = app.wait_for_post("alice", &id, FINAL, Duration::from_secs(90)).await;
@@ -232,7 +242,7 @@ async fn killed_while_asking_for_the_processing_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_the_tweet_is_unknown_and_never_tweeted_twice() {
     for hold in [Hold::Request, Hold::Reply] {
-        let (app, post) = kill_at(Target::X, At::path("POST", "/2/tweets"), hold).await;
+        let (app, post) = kill_at(Target::X, At::point_of_no_return("POST", "/2/tweets"), hold).await;
         unknown_never_twice(Target::X, &app, &post);
         let expected = usize::from(hold == Hold::Reply);
         assert_eq!(app.x.media_tweets().len(), expected, "X acted on the held tweet only when told to");
@@ -262,7 +272,7 @@ async fn linkedin_killed_at_each_step() {
     for (method, suffix) in [("POST", "/rest/videos"), ("PUT", "/1")] {
         linkedin_resumed(At::path(method, suffix), 2).await;
     }
-    let (app, post) = kill_at(Target::Linkedin, At::path("POST", "/rest/posts"), Hold::Reply).await;
+    let (app, post) = kill_at(Target::Linkedin, At::point_of_no_return("POST", "/rest/posts"), Hold::Reply).await;
     unknown_never_twice(Target::Linkedin, &app, &post);
     assert_eq!(app.linkedin.requests_to("/rest/posts").len(), 1, "the post was never sent again");
     app.stop().await;
@@ -293,7 +303,7 @@ async fn facebook_killed_at_each_step() {
     published_once(Target::Facebook, &app, &post);
     assert_eq!(app.facebook.page_posts()[0].photo_ids.len(), 3);
     app.stop().await;
-    let (app, post) = kill_at(Target::Facebook, At::path("POST", "/feed"), Hold::Reply).await;
+    let (app, post) = kill_at(Target::Facebook, At::point_of_no_return("POST", "/feed"), Hold::Reply).await;
     unknown_never_twice(Target::Facebook, &app, &post);
     assert_eq!(app.facebook.requests_ending_with("/feed").len(), 1, "the feed post was never sent again");
     assert_eq!(app.facebook.page_posts().len(), 1);
@@ -355,7 +365,7 @@ async fn instagram_killed_while_polling_the_container_resumes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instagram_killed_at_media_publish_asks_the_container() {
     for hold in [Hold::Request, Hold::Reply] {
-        let (app, post) = kill_at(Target::InstagramImage, At::path("POST", "/media_publish"), hold).await;
+        let (app, post) = kill_at(Target::InstagramImage, At::point_of_no_return("POST", "/media_publish"), hold).await;
         published_once(Target::InstagramImage, &app, &post);
         let sent = app.instagram.requests_ending_with("/media_publish").len();
         assert_eq!(sent, if hold == Hold::Request { 2 } else { 1 }, "sent again only when Instagram never had it");
@@ -369,7 +379,8 @@ async fn instagram_killed_at_media_publish_asks_the_container() {
 /// one: `unknown`, never published twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instagram_story_killed_at_media_publish_is_unknown() {
-    let (app, post) = kill_at(Target::InstagramStory, At::path("POST", "/media_publish"), Hold::Reply).await;
+    let (app, post) =
+        kill_at(Target::InstagramStory, At::point_of_no_return("POST", "/media_publish"), Hold::Reply).await;
     unknown_never_twice(Target::InstagramStory, &app, &post);
     assert_eq!(app.instagram.published_media().len(), 1, "Instagram published it once");
     assert_eq!(app.instagram.requests_ending_with("/media_publish").len(), 1, "never sent again");
@@ -405,7 +416,7 @@ async fn tiktok_killed_at_the_upload_init_inits_again() {
 fn second_chunk() -> At {
     let second =
         |r: &RecordedRequest| r.headers.get("content-range").is_some_and(|range| !range.starts_with("bytes 0-"));
-    At::path("PUT", "/video/upload/").and("second-chunk", second)
+    At::point_of_no_return("PUT", "/video/upload/").and("second-chunk", second)
 }
 
 /// TikTok, killed while sending the upload's last chunk, which never arrived: TikTok's status (by
@@ -435,7 +446,7 @@ async fn tiktok_killed_while_asking_for_the_status_follows_the_publish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiktok_killed_at_the_pull_init_is_unknown() {
     for hold in [Hold::Request, Hold::Reply] {
-        let (app, post) = kill_at(Target::TiktokPull, At::path("POST", "/video/init/"), hold).await;
+        let (app, post) = kill_at(Target::TiktokPull, At::point_of_no_return("POST", "/video/init/"), hold).await;
         unknown_never_twice(Target::TiktokPull, &app, &post);
         let inits = app.tiktok.requests_to("/v2/post/publish/video/init/").len();
         assert_eq!(inits, 1, "the pull was never sent again");
