@@ -815,6 +815,19 @@ impl FakeTiktok {
         self.publishes().into_iter().filter(|p| p.status == PublishStatus::PublishComplete).collect()
     }
 
+    /// The publishes that make a post, polled or not: all their media in (every chunk uploaded,
+    /// or the pull finished) and not failed, in init order. The fake moves a publish to
+    /// `PUBLISH_COMPLETE` only when asked, so [`FakeTiktok::published`] misses one whose client
+    /// died before asking; TikTok would publish it all the same.
+    pub fn posts_made(&self) -> Vec<Publish> {
+        let state = self.state.lock().expect("fake state");
+        let made = state
+            .publishes
+            .iter()
+            .filter(|p| p.media_in() && p.pull_failure.is_none() && p.info.status != PublishStatus::Failed);
+        made.map(PublishState::view).collect()
+    }
+
     /// Every download made for pulls, in the order they finished.
     pub fn downloads(&self) -> Vec<Download> {
         self.state.lock().expect("fake state").downloads.clone()

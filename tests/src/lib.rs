@@ -127,10 +127,28 @@ struct RecorderInner {
 
 #[derive(Debug, Default)]
 struct Holds {
-    /// Holds not used yet: (method, path suffix, whether the fake handles the request first).
-    pending: Vec<(String, String, bool)>,
+    /// Holds not used yet, oldest first.
+    pending: Vec<PendingHold>,
     /// Held requests `wait_held` has not returned yet, oldest first.
     arrived: std::collections::VecDeque<RecordedRequest>,
+}
+
+/// A hold not used yet: the requests it takes, and whether the fake handles the request first.
+struct PendingHold {
+    matches: Box<dyn Fn(&RecordedRequest) -> bool + Send + Sync>,
+    after_handling: bool,
+}
+
+impl std::fmt::Debug for PendingHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingHold").field("after_handling", &self.after_handling).finish_non_exhaustive()
+    }
+}
+
+/// Whether a request is `method` to a path ending with `path_suffix`.
+fn is_to(method: &str, path_suffix: &str) -> impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static {
+    let (method, path_suffix) = (method.to_owned(), path_suffix.to_owned());
+    move |request| request.method.eq_ignore_ascii_case(&method) && request.path.ends_with(path_suffix.as_str())
 }
 
 impl Recorder {
@@ -143,13 +161,29 @@ impl Recorder {
     /// never handled nor answered until [`Recorder::release_all`] (after which it is handled as
     /// usual): the client waits until it times out or is killed.
     pub fn hold(&self, method: &str, path_suffix: &str) {
-        self.0.holds.lock().expect("holds").pending.push((method.to_owned(), path_suffix.to_owned(), false));
+        self.hold_where(is_to(method, path_suffix));
     }
 
     /// Like [`Recorder::hold`], but the fake handles the request first (its state changes: the
     /// post exists) and only the answer is withheld until [`Recorder::release_all`].
     pub fn hold_reply(&self, method: &str, path_suffix: &str) {
-        self.0.holds.lock().expect("holds").pending.push((method.to_owned(), path_suffix.to_owned(), true));
+        self.hold_reply_where(is_to(method, path_suffix));
+    }
+
+    /// Like [`Recorder::hold`], for the next request `matches` accepts: for a step that its method
+    /// and path do not tell apart (a query's `action=`, a form's `media_type`, a path that ends
+    /// with an id not known yet).
+    pub fn hold_where(&self, matches: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static) {
+        self.push_hold(Box::new(matches), false);
+    }
+
+    /// Like [`Recorder::hold_reply`], for the next request `matches` accepts.
+    pub fn hold_reply_where(&self, matches: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static) {
+        self.push_hold(Box::new(matches), true);
+    }
+
+    fn push_hold(&self, matches: Box<dyn Fn(&RecordedRequest) -> bool + Send + Sync>, after_handling: bool) {
+        self.0.holds.lock().expect("holds").pending.push(PendingHold { matches, after_handling });
     }
 
     /// Waits until a held request arrived and returns it (each held request is returned once,
@@ -172,13 +206,10 @@ impl Recorder {
     }
 
     /// Takes the first pending hold matching this request: `Some(after_handling)`.
-    fn take_hold(&self, method: &str, path: &str) -> Option<bool> {
+    fn take_hold(&self, request: &RecordedRequest) -> Option<bool> {
         let mut holds = self.0.holds.lock().expect("holds");
-        let index = holds
-            .pending
-            .iter()
-            .position(|(m, suffix, _)| m.eq_ignore_ascii_case(method) && path.ends_with(suffix.as_str()))?;
-        Some(holds.pending.remove(index).2)
+        let index = holds.pending.iter().position(|hold| (hold.matches)(request))?;
+        Some(holds.pending.remove(index).after_handling)
     }
 
     /// Publishes a held request to `wait_held`, then waits for the next `release_all`.
@@ -262,11 +293,9 @@ pub async fn serve_fake_with(routes: impl Endpoint + 'static, recorder: Recorder
                 let room = RECORDED_BODY_LIMIT - head.len();
                 head.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let index = record.push(RecordedRequest {
-                method: method.clone(),
-                path: path.clone(),
+            let request = RecordedRequest {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
                 query: req.uri().query().unwrap_or("").to_owned(),
                 headers: req
                     .headers()
@@ -276,7 +305,9 @@ pub async fn serve_fake_with(routes: impl Endpoint + 'static, recorder: Recorder
                 body: String::from_utf8_lossy(&head).into_owned(),
                 body_len: read,
                 at,
-            });
+            };
+            let hold = record.take_hold(&request);
+            let index = record.push(request);
             // The rest of a long body, shared so that what the handler leaves unread is drained
             // (and counted) below.
             let mut unread = None;
@@ -297,7 +328,6 @@ pub async fn serve_fake_with(routes: impl Endpoint + 'static, recorder: Recorder
                 req.set_body(poem::Body::from_bytes_stream(body));
                 unread = Some(rest);
             }
-            let hold = record.take_hold(&method, &path);
             if hold == Some(false) {
                 record.park(index).await;
             }

@@ -1,28 +1,35 @@
 //! Crash safety of a media post (DESIGN §12) with real `worker` processes: the fake platform holds
 //! the request of one step while the test SIGKILLs the worker making it, then another worker
-//! starts. Before the point of no return (the tweet, the LinkedIn post, the Facebook feed post)
-//! the post is resumed from its last saved step and published once; at it, X, LinkedIn and
-//! Facebook cannot be asked, so the post becomes `unknown`: never two posts.
+//! starts. Before the point of no return (the tweet, the LinkedIn post, the Facebook feed post,
+//! Instagram's `media_publish`, TikTok's last chunk or pull) the post is resumed from its last
+//! saved step, or started again when it died before saving one, and published once. At it, the
+//! platform is asked where it can say (an Instagram container's status, a TikTok `publish_id`);
+//! X, LinkedIn and Facebook cannot be asked, so the post becomes `unknown`: never two posts.
+//! While a step is held, its row says `sending` exactly when the step is the point of no return.
+//! Every check that something did not happen is made once the second worker has written the
+//! post's final status, after anything it could have sent.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use tests::{Fake, TestApp, wait_until};
+use tests::{Fake, RecordedRequest, Recorder, TestApp, wait_until};
 
 const FINAL: &[&str] = &["posted", "failed", "unknown"];
+/// TikTok pulls what is under this prefix: the media server listens on 127.0.0.1.
+const VERIFIED: &str = "http://127.0.0.1:";
 
-/// How X answers the held step.
+/// How the platform answers the held step.
 #[derive(Clone, Copy, PartialEq)]
 enum Hold {
-    /// X never sees the request.
+    /// The platform never sees the request.
     Request,
-    /// X acts on it; the answer never comes back.
+    /// The platform acts on it; the answer never comes back.
     Reply,
 }
 
 /// Where the post goes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Target {
     /// A 6 MB video to X.
     X,
@@ -30,60 +37,153 @@ enum Target {
     Linkedin,
     /// Three photos to a Facebook Page (unpublished photos, then one feed post).
     Facebook,
+    /// One image to Instagram.
+    InstagramImage,
+    /// A carousel of two images to Instagram (an item container each, then the parent).
+    InstagramCarousel,
+    /// One image as an Instagram story (which the media list does not show).
+    InstagramStory,
+    /// A 21 MB video to TikTok, uploaded (`FILE_UPLOAD`) in two chunks.
+    TiktokUpload,
+    /// A 4 MB video under a verified prefix, pulled by TikTok (`PULL_FROM_URL`).
+    TiktokPull,
 }
 
-/// Schedules the target's media post, holds `method path_suffix` at its fake, kills the worker
-/// holding it, starts another; returns the post once final.
-async fn kill_at(target: Target, method: &str, path_suffix: &str, hold: Hold) -> (TestApp, Value) {
+impl Target {
+    fn platform(self) -> &'static str {
+        match self {
+            Self::X => "twitter",
+            Self::Linkedin => "linkedin",
+            Self::Facebook => "facebook",
+            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory => "instagram",
+            Self::TiktokUpload | Self::TiktokPull => "tiktok",
+        }
+    }
+
+    /// Connects `alice` and readies the fake; the post's media and options.
+    async fn prepare(self, app: &TestApp) -> (Vec<String>, Value) {
+        app.connect("alice", self.platform()).await;
+        let image = |name: &str| app.media.media_url(name, 40_000);
+        match self {
+            Self::X => (vec![app.media.media_url("clip.mp4", 6_000_000)], Value::Null),
+            Self::Linkedin => (vec![app.media.media_url("clip.mp4", 9_000_000)], Value::Null),
+            Self::Facebook => {
+                let (status, body) =
+                    app.post("alice", "/api/v1/auth/social/pages/facebook", &json!({"page_id": "101"})).await;
+                assert_eq!(status, 200, "{body}");
+                ((0..3).map(|i| image(&format!("p{i}.jpg"))).collect(), Value::Null)
+            }
+            Self::InstagramImage => (vec![image("a.jpg")], Value::Null),
+            Self::InstagramCarousel => (vec![image("c0.jpg"), image("c1.jpg")], Value::Null),
+            Self::InstagramStory => (vec![image("s.jpg")], json!({"instagram_share_as": "story"})),
+            Self::TiktokUpload | Self::TiktokPull => {
+                app.tiktok.set_polls_before_complete(0);
+                app.tiktok.set_verified_prefixes(&[VERIFIED]);
+                // Only a pull's URL is under the prefix Herald is told is verified.
+                let size = if self == Self::TiktokPull { 4_000_000 } else { 21_000_000 };
+                (vec![app.media.media_url("clip.mp4", size)], Value::Null)
+            }
+        }
+    }
+
+    fn fake(self, app: &TestApp) -> &Recorder {
+        match self {
+            Self::X => app.x.recorder(),
+            Self::Linkedin => app.linkedin.recorder(),
+            Self::Facebook => app.facebook.recorder(),
+            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory => app.instagram.recorder(),
+            Self::TiktokUpload | Self::TiktokPull => app.tiktok.recorder(),
+        }
+    }
+
+    /// The ids of the posts on the platform (TikTok: every publish whose media all arrived, by its
+    /// post id once a status look gave one, else by its `publish_id`).
+    fn posts(self, app: &TestApp) -> Vec<String> {
+        match self {
+            Self::X => app.x.media_tweets().into_iter().map(|(id, ..)| id).collect(),
+            Self::Linkedin => app.linkedin.created_posts().into_iter().map(|p| p.urn).collect(),
+            Self::Facebook => app.facebook.page_posts().into_iter().map(|p| p.id).collect(),
+            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory => {
+                app.instagram.published_media().into_iter().map(|m| m.media_id).collect()
+            }
+            Self::TiktokUpload | Self::TiktokPull => app
+                .tiktok
+                .posts_made()
+                .into_iter()
+                .map(|p| p.post_id.map_or(p.publish_id, |id| id.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// The step whose request the fake holds.
+#[derive(Clone, Copy)]
+struct At {
+    /// Names the step in the post's text and the workers' log files.
+    name: &'static str,
+    method: &'static str,
+    /// The end of its path.
+    path: &'static str,
+    /// What else tells it from the other requests to that path (its query, body or headers).
+    also: fn(&RecordedRequest) -> bool,
+    /// Whether it is the point of no return, which the row says (`sending`) before the request.
+    sending: bool,
+}
+
+impl At {
+    /// The next `method` request whose path ends with `path`, a step before the point of no return.
+    fn path(method: &'static str, path: &'static str) -> Self {
+        Self { name: path, method, path, also: |_| true, sending: false }
+    }
+
+    /// The next `method` request whose path ends with `path`, the point of no return.
+    fn point_of_no_return(method: &'static str, path: &'static str) -> Self {
+        Self { sending: true, ..Self::path(method, path) }
+    }
+
+    /// Of those, the next one `also` accepts; `name` names the step.
+    fn and(self, name: &'static str, also: fn(&RecordedRequest) -> bool) -> Self {
+        Self { name, also, ..self }
+    }
+}
+
+/// Schedules the target's media post, holds the request of step `at` at its fake, kills the worker
+/// holding it, starts another; returns the post once final: the second worker is done with it.
+async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     let app = TestApp::spawn_api_only(|env| {
         env.insert("PUBLISH_STALE_AFTER_SECS".into(), "2".into());
         env.insert("PLATFORM_HTTP_TIMEOUT_SECS".into(), "30".into());
+        if target == Target::TiktokPull {
+            env.insert("TIKTOK_VERIFIED_URL_PREFIXES".into(), VERIFIED.into());
+        }
     })
     .await;
-    let (platform, media) = match target {
-        Target::X => {
-            app.connect_x("alice").await;
-            ("twitter", vec![app.media.media_url("clip.mp4", 6_000_000)])
-        }
-        Target::Linkedin => {
-            app.connect("alice", "linkedin").await;
-            ("linkedin", vec![app.media.media_url("clip.mp4", 9_000_000)])
-        }
-        Target::Facebook => {
-            app.connect("alice", "facebook").await;
-            let (status, body) =
-                app.post("alice", "/api/v1/auth/social/pages/facebook", &json!({"page_id": "101"})).await;
-            assert_eq!(status, 200, "{body}");
-            ("facebook", (0..3).map(|i| app.media.media_url(&format!("p{i}.jpg"), 40_000)).collect())
-        }
+    let (media, options) = target.prepare(&app).await;
+    let fake = target.fake(&app);
+    let matches = move |r: &RecordedRequest| {
+        r.method.eq_ignore_ascii_case(at.method) && r.path.ends_with(at.path) && (at.also)(r)
     };
-    let held = |fake: &dyn Fn(&str, &str)| fake(method, path_suffix);
-    match (target, hold) {
-        (Target::X, Hold::Request) => held(&|m, p| app.x.hold(m, p)),
-        (Target::X, Hold::Reply) => held(&|m, p| app.x.hold_reply(m, p)),
-        (Target::Linkedin, Hold::Request) => held(&|m, p| app.linkedin.hold(m, p)),
-        (Target::Linkedin, Hold::Reply) => held(&|m, p| app.linkedin.hold_reply(m, p)),
-        (Target::Facebook, Hold::Request) => held(&|m, p| app.facebook.hold(m, p)),
-        (Target::Facebook, Hold::Reply) => held(&|m, p| app.facebook.hold_reply(m, p)),
+    match hold {
+        Hold::Request => fake.hold_where(matches),
+        Hold::Reply => fake.hold_reply_where(matches),
     }
-    let content = format!("killed at {path_suffix}");
-    let (status, answer) = app.schedule_media("alice", platform, &content, media, Value::Null).await;
+    let content = format!("killed at {}", at.name);
+    let platform = target.platform();
+    let (status, answer) = app.schedule_media("alice", platform, &content, media, options).await;
     assert_eq!(status, 201, "{answer}");
     let id = answer["posts"][0]["id"].as_str().expect("id").to_owned();
 
     let bin = env!("CARGO_BIN_EXE_worker");
-    let name = format!("{platform}{}", path_suffix.replace('/', "-"));
+    let name: String =
+        format!("{platform}-{}", at.name).chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut first = tests::worker_process(&app, bin, &format!("media-kill-first-{name}"), &[]);
-    let wait = Duration::from_secs(30);
-    match target {
-        Target::X => drop(app.x.wait_held(wait).await),
-        Target::Linkedin => drop(app.linkedin.wait_held(wait).await),
-        Target::Facebook => drop(app.facebook.wait_held(wait).await),
-    }
+    fake.wait_held(Duration::from_secs(30)).await;
     first.kill().expect("SIGKILL the worker");
     first.wait().expect("reap it");
     let (_, held) = app.get("alice", &format!("/api/v1/posts/{id}")).await;
     assert_eq!(held["status"], "publishing", "{held}");
+    let sending = held["publish_phase"] == "sending";
+    assert_eq!(sending, at.sending, "{}: the row says `sending` at the point of no return only: {held}", at.name);
 
     let mut second = tests::worker_process(&app, bin, &format!("media-kill-second-{name}"), &[]);
     let post = app.wait_for_post("alice", &id, FINAL, Duration::from_secs(90)).await;
@@ -92,12 +192,27 @@ async fn kill_at(target: Target, method: &str, path_suffix: &str, hold: Hold) ->
     (app, post)
 }
 
-/// Resumed from the step it died in: one tweet, carrying the video that finished processing.
-async fn resumed_once(method: &str, path_suffix: &str) {
-    let (app, post) = kill_at(Target::X, method, path_suffix, Hold::Request).await;
+/// The post ended `posted`, as the one post on the platform, with that post's id.
+fn published_once(target: Target, app: &TestApp, post: &Value) {
     assert_eq!(post["status"], "posted", "{post}");
+    let posts = target.posts(app);
+    assert_eq!(posts.len(), 1, "one post on the platform: {posts:?}");
+    assert_eq!(post["platform_post_id"].as_str(), Some(posts[0].as_str()), "{post}");
+}
+
+/// The post ended `unknown` (nobody can say whether it is out), and the platform has it once at
+/// most.
+fn unknown_never_twice(target: Target, app: &TestApp, post: &Value) {
+    assert_eq!((&post["status"], &post["error_kind"]), (&json!("unknown"), &json!("unknown")), "{post}");
+    let posts = target.posts(app);
+    assert!(posts.len() <= 1, "never two posts: {posts:?}");
+}
+
+/// Resumed from the step it died in: one tweet, carrying the video that finished processing.
+async fn resumed_once(method: &'static str, path_suffix: &'static str) {
+    let (app, post) = kill_at(Target::X, At::path(method, path_suffix), Hold::Request).await;
+    published_once(Target::X, &app, &post);
     let tweets = app.x.media_tweets();
-    assert_eq!(tweets.len(), 1, "one tweet: {tweets:?}");
     let ready: Vec<_> = app.x.uploads().into_iter().filter(|u| u.processing.as_deref() == Some("succeeded")).collect();
     assert_eq!(ready.len(), 1, "one upload finished");
     assert_eq!(tweets[0].2, vec![ready[0].id.clone()], "the tweet carries the finished upload");
@@ -127,10 +242,8 @@ async fn killed_while_asking_for_the_processing_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_the_tweet_is_unknown_and_never_tweeted_twice() {
     for hold in [Hold::Request, Hold::Reply] {
-        let (app, post) = kill_at(Target::X, "POST", "/2/tweets", hold).await;
-        assert_eq!(post["status"], "unknown", "{post}");
-        assert_eq!(post["error_kind"], "unknown");
-        // The second worker resolved the post: anything it would have sent came before this.
+        let (app, post) = kill_at(Target::X, At::point_of_no_return("POST", "/2/tweets"), hold).await;
+        unknown_never_twice(Target::X, &app, &post);
         let expected = usize::from(hold == Hold::Reply);
         assert_eq!(app.x.media_tweets().len(), expected, "X acted on the held tweet only when told to");
         assert_eq!(app.x.requests_to("/2/tweets").len(), 1, "the tweet was never sent again");
@@ -138,41 +251,208 @@ async fn killed_at_the_tweet_is_unknown_and_never_tweeted_twice() {
     }
 }
 
+/// LinkedIn, killed at `at` before the post: published once, carrying the video LinkedIn finished
+/// processing, after `inits` video initializations (`POST /rest/videos?action=initializeUpload`).
+async fn linkedin_resumed(at: At, inits: usize) {
+    let (app, post) = kill_at(Target::Linkedin, at, Hold::Request).await;
+    published_once(Target::Linkedin, &app, &post);
+    let available: Vec<_> =
+        app.linkedin.videos().into_iter().filter(|v| v.status.as_str() == "AVAILABLE").map(|v| v.urn).collect();
+    assert_eq!(app.linkedin.created_posts()[0].media, available, "the post carries the finished video");
+    let videos = app.linkedin.requests_to("/rest/videos").into_iter();
+    assert_eq!(videos.filter(|r| r.query.contains("action=initializeUpload")).count(), inits, "video inits");
+    app.stop().await;
+}
+
 /// LinkedIn, killed while initializing the video upload and while sending its second part:
-/// resumed, one post carrying the video whose parts all arrived; killed at the post: unknown.
+/// started again (the upload is one step, saved once finalized), one post carrying the video whose
+/// parts all arrived; killed at the post: unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkedin_killed_at_each_step() {
     for (method, suffix) in [("POST", "/rest/videos"), ("PUT", "/1")] {
-        let (app, post) = kill_at(Target::Linkedin, method, suffix, Hold::Request).await;
-        assert_eq!(post["status"], "posted", "{suffix}: {post}");
-        let posts = app.linkedin.created_posts();
-        assert_eq!(posts.len(), 1, "{suffix}: one post");
-        let available: Vec<_> =
-            app.linkedin.videos().into_iter().filter(|v| v.status.as_str() == "AVAILABLE").map(|v| v.urn).collect();
-        assert_eq!(posts[0].media, available, "{suffix}: the post carries the finished video");
-        app.stop().await;
+        linkedin_resumed(At::path(method, suffix), 2).await;
     }
-    let (app, post) = kill_at(Target::Linkedin, "POST", "/rest/posts", Hold::Reply).await;
-    assert_eq!(post["status"], "unknown", "{post}");
+    let (app, post) = kill_at(Target::Linkedin, At::point_of_no_return("POST", "/rest/posts"), Hold::Reply).await;
+    unknown_never_twice(Target::Linkedin, &app, &post);
     assert_eq!(app.linkedin.requests_to("/rest/posts").len(), 1, "the post was never sent again");
     app.stop().await;
+}
+
+/// LinkedIn, killed at `finalizeUpload`: the upload (initialize, parts, finalize) is one step that
+/// saved nothing yet, so the claim went stale with no phase and the video is uploaded again; the
+/// unfinished first one is never posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkedin_killed_at_finalize_upload_uploads_the_video_again() {
+    let finalize =
+        At::path("POST", "/rest/videos").and("finalizeUpload", |r| r.query.contains("action=finalizeUpload"));
+    linkedin_resumed(finalize, 2).await;
+}
+
+/// LinkedIn, killed while asking for the video's processing status: the saved wait is resumed,
+/// the video not uploaded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkedin_killed_while_asking_for_the_video_status_resumes_the_wait() {
+    linkedin_resumed(At::path("GET", "").and("video-status", |r| r.path.starts_with("/rest/videos/")), 1).await;
 }
 
 /// Facebook, killed while uploading the first unpublished photo: resumed, one feed post with
 /// three photos; killed at the feed post: unknown, never posted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facebook_killed_at_each_step() {
-    let (app, post) = kill_at(Target::Facebook, "POST", "/photos", Hold::Request).await;
-    assert_eq!(post["status"], "posted", "{post}");
-    let posts = app.facebook.page_posts();
-    assert_eq!(posts.len(), 1, "one feed post: {posts:?}");
-    assert_eq!(posts[0].photo_ids.len(), 3);
+    let (app, post) = kill_at(Target::Facebook, At::path("POST", "/photos"), Hold::Request).await;
+    published_once(Target::Facebook, &app, &post);
+    assert_eq!(app.facebook.page_posts()[0].photo_ids.len(), 3);
     app.stop().await;
-    let (app, post) = kill_at(Target::Facebook, "POST", "/feed", Hold::Reply).await;
-    assert_eq!(post["status"], "unknown", "{post}");
+    let (app, post) = kill_at(Target::Facebook, At::point_of_no_return("POST", "/feed"), Hold::Reply).await;
+    unknown_never_twice(Target::Facebook, &app, &post);
     assert_eq!(app.facebook.requests_ending_with("/feed").len(), 1, "the feed post was never sent again");
     assert_eq!(app.facebook.page_posts().len(), 1);
     app.stop().await;
+}
+
+/// `POST /{ig-user-id}/media`, a container's creation.
+fn container(at_name: &'static str, also: fn(&RecordedRequest) -> bool) -> At {
+    At::path("POST", "/media").and(at_name, also)
+}
+
+/// Instagram, killed at `at` before the point of no return: published once, from the `parent`-th
+/// of the `made` containers Instagram ended with, with the `items`-th as its carousel items.
+async fn instagram_resumed(target: Target, at: At, hold: Hold, made: usize, parent: usize, items: &[usize]) {
+    let (app, post) = kill_at(target, at, hold).await;
+    published_once(target, &app, &post);
+    let containers: Vec<String> = app.instagram.containers().into_iter().map(|c| c.id).collect();
+    assert_eq!(containers.len(), made, "containers made: {containers:?}");
+    let published = &app.instagram.published_media()[0];
+    let items: Vec<String> = items.iter().map(|&i| containers[i].clone()).collect();
+    assert_eq!((&published.container_id, &published.children), (&containers[parent], &items), "published from");
+    app.stop().await;
+}
+
+/// Instagram, killed while Instagram made the image's container (its answer lost): nothing was
+/// saved, so the post starts again with a new container; the first one is never published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_killed_at_the_container_makes_another() {
+    instagram_resumed(Target::InstagramImage, container("container", |_| true), Hold::Reply, 2, 1, &[]).await;
+}
+
+/// Instagram, killed while making a carousel's second item: resumed with the first item, which is
+/// not made again; then the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_killed_at_a_carousel_item_keeps_the_items_made() {
+    let second_item = container("second-item", |r| r.body.contains("c1.jpg"));
+    instagram_resumed(Target::InstagramCarousel, second_item, Hold::Request, 3, 2, &[0, 1]).await;
+}
+
+/// Instagram, killed while Instagram made the carousel's parent (its answer lost): resumed with the
+/// saved items under a new parent; the lost parent is never published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_killed_at_the_carousel_parent_keeps_its_items() {
+    let parent = container("carousel-parent", |r| r.body.contains("media_type=CAROUSEL"));
+    instagram_resumed(Target::InstagramCarousel, parent, Hold::Reply, 4, 3, &[0, 1]).await;
+}
+
+/// Instagram, killed while asking for the container's `status_code`: the saved container is
+/// polled again and published, not made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_killed_while_polling_the_container_resumes_it() {
+    let poll = At::path("GET", "").and("status-code", |r| r.query.contains("status_code"));
+    instagram_resumed(Target::InstagramImage, poll, Hold::Request, 1, 0, &[]).await;
+}
+
+/// Instagram, killed at `media_publish`, the point of no return: the container says what became of
+/// it. Never reached Instagram: still `FINISHED`, published from it now; published: found in the
+/// account's media by caption, with its id, and not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_killed_at_media_publish_asks_the_container() {
+    for hold in [Hold::Request, Hold::Reply] {
+        let (app, post) = kill_at(Target::InstagramImage, At::point_of_no_return("POST", "/media_publish"), hold).await;
+        published_once(Target::InstagramImage, &app, &post);
+        let sent = app.instagram.requests_ending_with("/media_publish").len();
+        assert_eq!(sent, if hold == Hold::Request { 2 } else { 1 }, "sent again only when Instagram never had it");
+        assert_eq!(app.instagram.containers().len(), 1, "from the one container");
+        app.stop().await;
+    }
+}
+
+/// An Instagram story killed at `media_publish` after Instagram published it: the container says
+/// `PUBLISHED`, but stories are not in the media list, so Herald cannot tell which post is this
+/// one: `unknown`, never published twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_story_killed_at_media_publish_is_unknown() {
+    let (app, post) =
+        kill_at(Target::InstagramStory, At::point_of_no_return("POST", "/media_publish"), Hold::Reply).await;
+    unknown_never_twice(Target::InstagramStory, &app, &post);
+    assert_eq!(app.instagram.published_media().len(), 1, "Instagram published it once");
+    assert_eq!(app.instagram.requests_ending_with("/media_publish").len(), 1, "never sent again");
+    app.stop().await;
+}
+
+/// TikTok, killed at `at` where it may be started again or followed: published once; one publish
+/// per init TikTok accepted, which took `chunks` chunks each.
+async fn tiktok_resumed(at: At, hold: Hold, chunks: &[u64]) -> TestApp {
+    let (app, post) = kill_at(Target::TiktokUpload, at, hold).await;
+    published_once(Target::TiktokUpload, &app, &post);
+    let received: Vec<u64> = app.tiktok.publishes().iter().map(|p| p.chunks_received).collect();
+    assert_eq!(received, chunks, "chunks received by each upload TikTok inited");
+    app
+}
+
+/// TikTok, killed at `creator_info/query`: nothing saved, so the post starts again; one upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_killed_at_creator_info_starts_again() {
+    let app = tiktok_resumed(At::path("POST", "/creator_info/query/"), Hold::Request, &[2]).await;
+    assert_eq!(app.tiktok.requests_to("/v2/post/publish/creator_info/query/").len(), 2, "asked again");
+    app.stop().await;
+}
+
+/// TikTok, killed while TikTok accepted the upload's init (its answer lost): an init publishes
+/// nothing, so the post starts again with a new one; the first upload never gets a byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_killed_at_the_upload_init_inits_again() {
+    tiktok_resumed(At::path("POST", "/video/init/"), Hold::Reply, &[0, 2]).await.stop().await;
+}
+
+/// The `PUT` of a TikTok upload's second chunk.
+fn second_chunk() -> At {
+    let second =
+        |r: &RecordedRequest| r.headers.get("content-range").is_some_and(|range| !range.starts_with("bytes 0-"));
+    At::point_of_no_return("PUT", "/video/upload/").and("second-chunk", second)
+}
+
+/// TikTok, killed while sending the upload's last chunk, which never arrived: TikTok's status (by
+/// the saved `publish_id`) shows half the bytes, so nothing will publish, and the post is uploaded
+/// again from a new init.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_killed_at_an_unfinished_upload_uploads_again() {
+    tiktok_resumed(second_chunk(), Hold::Request, &[1, 2]).await.stop().await;
+}
+
+/// TikTok, killed after TikTok took the last chunk (its answer lost): the status shows every byte,
+/// so the publish is followed to its end, not uploaded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_killed_at_the_last_chunk_follows_the_publish() {
+    tiktok_resumed(second_chunk(), Hold::Reply, &[2]).await.stop().await;
+}
+
+/// TikTok, killed while asking `status/fetch` how the publish goes: the saved wait is resumed by
+/// its `publish_id` and ends with the post's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_killed_while_asking_for_the_status_follows_the_publish() {
+    tiktok_resumed(At::path("POST", "/status/fetch/"), Hold::Request, &[2]).await.stop().await;
+}
+
+/// TikTok, killed at a pull's init, the point of no return: no `publish_id` was saved to ask with,
+/// so the post is `unknown` and the init is never sent again, whether TikTok got it or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_killed_at_the_pull_init_is_unknown() {
+    for hold in [Hold::Request, Hold::Reply] {
+        let (app, post) = kill_at(Target::TiktokPull, At::point_of_no_return("POST", "/video/init/"), hold).await;
+        unknown_never_twice(Target::TiktokPull, &app, &post);
+        let inits = app.tiktok.requests_to("/v2/post/publish/video/init/").len();
+        assert_eq!(inits, 1, "the pull was never sent again");
+        assert_eq!(app.tiktok.publishes().len(), usize::from(hold == Hold::Reply), "TikTok took it when told to");
+        app.stop().await;
+    }
 }
 
 /// Pacing across two worker processes: X takes 100 posts per user per 15 minutes, counted in
