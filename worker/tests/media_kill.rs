@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 use tests::{Fake, RecordedRequest, Recorder, TestApp, wait_until};
 
 const FINAL: &[&str] = &["posted", "failed", "unknown"];
+/// How long a worker may take to reach the held step, and the second one to finish the post: a
+/// job pickup takes up to this long on a loaded machine, and a held step may come after a wait.
+const PATIENCE: Duration = Duration::from_secs(90);
 /// TikTok pulls what is under this prefix: the media server listens on 127.0.0.1.
 const VERIFIED: &str = "http://127.0.0.1:";
 
@@ -177,7 +180,7 @@ async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     let name: String =
         format!("{platform}-{}", at.name).chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut first = tests::worker_process(&app, bin, &format!("media-kill-first-{name}"), &[]);
-    fake.wait_held(Duration::from_secs(30)).await;
+    fake.wait_held(PATIENCE).await;
     first.kill().expect("SIGKILL the worker");
     first.wait().expect("reap it");
     let (_, held) = app.get("alice", &format!("/api/v1/posts/{id}")).await;
@@ -186,7 +189,7 @@ async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     assert_eq!(sending, at.sending, "{}: the row says `sending` at the point of no return only: {held}", at.name);
 
     let mut second = tests::worker_process(&app, bin, &format!("media-kill-second-{name}"), &[]);
-    let post = app.wait_for_post("alice", &id, FINAL, Duration::from_secs(90)).await;
+    let post = app.wait_for_post("alice", &id, FINAL, PATIENCE).await;
     second.kill().expect("stop the second worker");
     second.wait().expect("reap it");
     (app, post)
