@@ -1,7 +1,7 @@
 //! Crash safety of a media post (DESIGN §12) with real `worker` processes: the fake platform holds
 //! the request of one step while the test SIGKILLs the worker making it, then another worker
 //! starts. Before the point of no return (the tweet, the LinkedIn post, the Facebook feed post,
-//! Instagram's `media_publish`, TikTok's last chunk or pull) the post is resumed from its last
+//! Instagram's `media_publish`, TikTok's chunks or pull init) the post is resumed from its last
 //! saved step, or started again when it died before saving one, and published once. At it, the
 //! platform is asked where it can say (an Instagram container's status, a TikTok `publish_id`);
 //! X, LinkedIn and Facebook cannot be asked, so the post becomes `unknown`: never two posts.
