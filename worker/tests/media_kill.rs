@@ -1,7 +1,7 @@
 //! Crash safety of a media post (DESIGN §12) with real `worker` processes: the fake platform holds
 //! the request of one step while the test SIGKILLs the worker making it, then another worker
 //! starts. Before the point of no return (the tweet, the LinkedIn post, the Facebook feed post,
-//! Instagram's `media_publish`, TikTok's last chunk or pull) the post is resumed from its last
+//! Instagram's `media_publish`, TikTok's chunks or pull init) the post is resumed from its last
 //! saved step, or started again when it died before saving one, and published once. At it, the
 //! platform is asked where it can say (an Instagram container's status, a TikTok `publish_id`);
 //! X, LinkedIn and Facebook cannot be asked, so the post becomes `unknown`: never two posts.
@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 use tests::{Fake, RecordedRequest, Recorder, TestApp, wait_until};
 
 const FINAL: &[&str] = &["posted", "failed", "unknown"];
+/// How long a worker may take to reach the held step, and the second one to finish the post: a
+/// job pickup takes up to this long on a loaded machine, and a held step may come after a wait.
+const PATIENCE: Duration = Duration::from_secs(90);
 /// TikTok pulls what is under this prefix: the media server listens on 127.0.0.1.
 const VERIFIED: &str = "http://127.0.0.1:";
 
@@ -177,7 +180,7 @@ async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     let name: String =
         format!("{platform}-{}", at.name).chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let mut first = tests::worker_process(&app, bin, &format!("media-kill-first-{name}"), &[]);
-    fake.wait_held(Duration::from_secs(30)).await;
+    fake.wait_held(PATIENCE).await;
     first.kill().expect("SIGKILL the worker");
     first.wait().expect("reap it");
     let (_, held) = app.get("alice", &format!("/api/v1/posts/{id}")).await;
@@ -186,7 +189,7 @@ async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     assert_eq!(sending, at.sending, "{}: the row says `sending` at the point of no return only: {held}", at.name);
 
     let mut second = tests::worker_process(&app, bin, &format!("media-kill-second-{name}"), &[]);
-    let post = app.wait_for_post("alice", &id, FINAL, Duration::from_secs(90)).await;
+    let post = app.wait_for_post("alice", &id, FINAL, PATIENCE).await;
     second.kill().expect("stop the second worker");
     second.wait().expect("reap it");
     (app, post)
