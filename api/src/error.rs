@@ -42,9 +42,18 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is larger than the API takes (256 KiB).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// A field failed validation.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many requests: wait for `Retry-After` seconds (README "Limits").
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// Herald failed; the message says no more than that.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -57,6 +66,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 429 with the reason.
+    pub fn rate_limited(message: String) -> Self {
+        ApiError::TooManyRequests(body("rate_limited", message))
+    }
+
     /// A 500 that says no more than that; the cause is logged.
     pub fn internal(cause: &str) -> Self {
         tracing::error!(error = %cause, "internal error");

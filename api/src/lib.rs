@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod popup;
 pub mod routes;
 
@@ -64,14 +65,17 @@ pub fn endpoint(app: Arc<App>) -> impl Endpoint {
         .at("/openapi.yaml", spec)
         .nest("/", api)
         .around(limit_body)
+        .around(limits::rate_limit)
         .with(cors(&app.settings))
         .catch_all_error(error::json_error)
+        .around(allow_header)
         .around(observe)
         .data(app)
 }
 
 /// CORS for the frontend's origins (`FRONTEND_ORIGIN`) and the API's own (the console): the
-/// bearer and `Idempotency-Key` headers allowed, `Idempotent-Replayed` readable, no cookies. A
+/// bearer and `Idempotency-Key` headers allowed, `Idempotent-Replayed` and the rate-limit
+/// fields readable, no cookies. A
 /// request from any other origin is refused with 403 (poem's `Cors`), in the one error shape.
 fn cors(settings: &Settings) -> poem::middleware::Cors {
     let own = settings.backend_url.origin().ascii_serialization();
@@ -79,7 +83,7 @@ fn cors(settings: &Settings) -> poem::middleware::Cors {
         .allow_origins(settings.frontend_origins.iter().map(String::as_str).chain([own.as_str()]))
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers(["authorization", "content-type", "idempotency-key"])
-        .expose_headers(["idempotent-replayed"])
+        .expose_headers(["idempotent-replayed", "retry-after", "ratelimit", "ratelimit-policy"])
         .max_age(600)
 }
 
@@ -125,24 +129,36 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     Ok(response)
 }
 
+/// The document's path templates with their methods (upper-case), plus the routes it does not
+/// list: the spec and the console.
+fn templates() -> &'static [(&'static str, Vec<String>)] {
+    static TEMPLATES: std::sync::OnceLock<Vec<(&'static str, Vec<String>)>> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&api_service().spec()).unwrap_or_default();
+        let paths = spec["paths"].as_object().cloned().unwrap_or_default();
+        let listed = paths.into_iter().map(|(path, operations)| {
+            let methods = operations.as_object().map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect());
+            (&*path.leak(), methods.unwrap_or_default())
+        });
+        listed.chain([("/openapi.yaml", vec!["GET".to_owned()]), ("/", vec!["GET".to_owned()])]).collect()
+    })
+}
+
 /// The route template a request path belongs to, for metric labels: one of the document's paths
 /// (`/api/v1/posts/{post_id}`; literal segments win over parameters), `/docs`, `/` (the console)
 /// or `other`. Never the raw path, so the number of series stays bounded.
 fn route_of(path: &str) -> &'static str {
-    static TEMPLATES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let templates = TEMPLATES.get_or_init(|| {
-        let spec: serde_json::Value = serde_json::from_str(&api_service().spec()).unwrap_or_default();
-        let paths: Vec<String> =
-            spec["paths"].as_object().map(|paths| paths.keys().cloned().collect()).unwrap_or_default();
-        paths.into_iter().map(|path| &*path.leak()).chain(["/openapi.yaml", "/"]).collect()
-    });
     if path == "/docs" || path.starts_with("/docs/") {
         return "/docs";
     }
+    template_of(path).map_or("other", |(template, _)| template)
+}
+
+fn template_of(path: &str) -> Option<&'static (&'static str, Vec<String>)> {
     let segments: Vec<&str> = path.split('/').collect();
-    let mut best: Option<(&'static str, usize)> = None;
-    for template in templates {
-        let parts: Vec<&str> = template.split('/').collect();
+    let mut best: Option<(&'static (&'static str, Vec<String>), usize)> = None;
+    for entry in templates() {
+        let parts: Vec<&str> = entry.0.split('/').collect();
         if parts.len() != segments.len() {
             continue;
         }
@@ -153,10 +169,23 @@ fn route_of(path: &str) -> &'static str {
             parameter || part == segment
         });
         if fits && best.is_none_or(|(_, most)| literal > most) {
-            best = Some((template, literal));
+            best = Some((entry, literal));
         }
     }
-    best.map_or("other", |(template, _)| template)
+    best.map(|(entry, _)| entry)
+}
+
+/// A 405 says which methods the path takes (RFC 9110 §15.5.6 requires `Allow`).
+async fn allow_header<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut response = next.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some((_, methods)) = template_of(&path)
+        && let Ok(value) = HeaderValue::from_str(&methods.join(", "))
+    {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Ok(response)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.

@@ -14,6 +14,7 @@ use crate::{
     jobs::{JobQueue, PublishPost, publish_queue_name},
     locks::RefreshLocks,
     platforms::Platforms,
+    ratelimit::RateLimiter,
     telemetry::Metrics,
 };
 
@@ -56,6 +57,8 @@ pub struct App {
     pub platforms: Platforms,
     /// Refresh locks.
     pub locks: RefreshLocks,
+    /// The API's rate-limit buckets.
+    pub rate_limits: RateLimiter,
     /// Metrics.
     pub metrics: Metrics,
     /// Writes the `posted` outcomes of this process's publish attempts in batches.
@@ -80,7 +83,7 @@ pub enum Schema {
 impl App {
     /// Connects everything the settings name.
     pub async fn start(settings: Settings, schema: Schema) -> Result<Arc<Self>, StartError> {
-        let (db, queue, locks) = match &settings.storage {
+        let (db, queue, locks, rate_limits) = match &settings.storage {
             Storage::External { database_url, redis_url, queue_prefix, max_connections, timeout } => {
                 let db = db::connect(database_url.expose(), *max_connections, *timeout).await?;
                 check_schema(&db, schema).await?;
@@ -97,7 +100,8 @@ impl App {
                 let name = publish_queue_name(queue_prefix);
                 let storage = RedisStorage::<PublishPost>::new(conn.clone()).with_config(config);
                 let locks = RefreshLocks::Redis { conn: conn.clone(), prefix: queue_prefix.clone() };
-                (db, JobQueue::Redis { storage, conn, name, timeout: *timeout }, locks)
+                let rate_limits = RateLimiter::redis(conn.clone(), queue_prefix.clone());
+                (db, JobQueue::Redis { storage, conn, name, timeout: *timeout }, locks, rate_limits)
             }
             Storage::Embedded { path } => {
                 let url = format!("sqlite://{}?mode=rwc", path.display());
@@ -108,7 +112,7 @@ impl App {
                 let name = publish_queue_name("herald");
                 let config = apalis_sqlite::Config::default().queue(name.clone());
                 let storage = SqliteStorage::<PublishPost>::new(&pool).with_config(config);
-                (db.clone(), JobQueue::Sqlite { storage, db, name }, RefreshLocks::local())
+                (db.clone(), JobQueue::Sqlite { storage, db, name }, RefreshLocks::local(), RateLimiter::local())
             }
         };
         let cipher = TokenCipher::new(&settings.token_encryption_keys).map_err(StartError::Key)?;
@@ -120,6 +124,7 @@ impl App {
             db,
             queue,
             locks,
+            rate_limits,
             metrics: Metrics::default(),
             posted: crate::publish::PostedWriter::default(),
             media: crate::media::MediaFetcher::new(settings.media.allow_private, settings.media.fetch_timeout),

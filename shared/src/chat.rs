@@ -6,7 +6,7 @@ use chrono::Utc;
 use crate::{
     App, Error,
     db::{chat, entities::chat_message},
-    domain::{ChatRole, ValidationError},
+    domain::{ChatRole, ValidationError, refuse_nul},
     posts::{page_size, paged, parse_campaign_id},
 };
 
@@ -27,6 +27,7 @@ pub async fn append(
     if message.trim().is_empty() {
         return Err(ValidationError::new("message", "must not be empty").into());
     }
+    refuse_nul("message", message)?;
     let length = message.chars().count();
     if length > MAX_MESSAGE_CHARS {
         return Err(ValidationError::new(

@@ -10,7 +10,7 @@ use std::{collections::HashMap, fmt, path::PathBuf, time::Duration};
 use rand::RngCore;
 use url::Url;
 
-use crate::domain::Platform;
+use crate::{domain::Platform, ratelimit::Quota};
 
 /// A secret string: usable by the code, redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -198,6 +198,25 @@ pub struct Settings {
     /// (`TIKTOK_VERIFIED_URL_PREFIXES`, comma-separated): videos under one are pulled by TikTok,
     /// others uploaded in chunks. Photo posts are always pulled, so need one.
     pub tiktok_verified_prefixes: Vec<String>,
+    /// The API's rate limits.
+    pub rate_limits: RateLimitSettings,
+}
+
+/// The API's rate limits (token buckets; 0 per minute turns one off).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Requests per user (or, without a valid token, per client address) per minute
+    /// (`RATE_LIMIT_PER_MIN`, default 600).
+    pub per_user: Quota,
+    /// `POST /api/v1/auth/social/initiate` per user per minute, on top of the above
+    /// (`RATE_LIMIT_INITIATE_PER_MIN`, default 10; a burst of as many).
+    pub initiate: Quota,
+    /// The unauthenticated OAuth callback per client address per minute
+    /// (`RATE_LIMIT_CALLBACK_PER_MIN`, default 30; a burst of as many).
+    pub callback: Quota,
+    /// Take the client address from the right-most `X-Forwarded-For` entry, the one the load
+    /// balancer in front (Cloud Run's) added (`TRUST_FORWARDED_FOR`, default false: the peer).
+    pub trust_forwarded_for: bool,
 }
 
 /// How webhooks are delivered.
@@ -335,6 +354,16 @@ impl Settings {
         if linkedin_api_version.len() != 6 || !linkedin_api_version.chars().all(|c| c.is_ascii_digit()) {
             return malformed("LINKEDIN_API_VERSION", "must be YYYYMM, such as 202603");
         }
+        let per_minute = |name: &str, default: u32| parse_or(&env, name, default);
+        let rate_limits = RateLimitSettings {
+            per_user: Quota {
+                per_minute: per_minute("RATE_LIMIT_PER_MIN", 600)?,
+                burst: per_minute("RATE_LIMIT_BURST", 100)?.max(1),
+            },
+            initiate: same_burst(per_minute("RATE_LIMIT_INITIATE_PER_MIN", 10)?),
+            callback: same_burst(per_minute("RATE_LIMIT_CALLBACK_PER_MIN", 30)?),
+            trust_forwarded_for: parse_or(&env, "TRUST_FORWARDED_FOR", false)?,
+        };
         let mut platforms = HashMap::new();
         for platform in Platform::ALL {
             platforms.insert(platform, platform_settings(&env, platform, &graph_api_version)?);
@@ -383,6 +412,7 @@ impl Settings {
                 .get("TIKTOK_VERIFIED_URL_PREFIXES")
                 .map(|v| v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
                 .unwrap_or_default(),
+            rate_limits,
             media: MediaSettings {
                 allow_private: parse_or(&env, "MEDIA_ALLOW_PRIVATE", false)?,
                 fetch_timeout: Duration::from_secs(parse_or(&env, "MEDIA_FETCH_TIMEOUT_SECS", 600u64)?.max(1)),
@@ -481,6 +511,11 @@ fn required(env: &Env<'_>, name: &str) -> Result<String, ConfigError> {
 
 fn malformed<T>(name: &str, reason: &str) -> Result<T, ConfigError> {
     Err(ConfigError::Malformed { name: name.to_owned(), reason: reason.to_owned() })
+}
+
+/// A bucket that holds a minute's worth of requests.
+fn same_burst(per_minute: u32) -> Quota {
+    Quota { per_minute, burst: per_minute.max(1) }
 }
 
 fn parse_or<T: std::str::FromStr>(env: &Env<'_>, name: &str, default: T) -> Result<T, ConfigError>

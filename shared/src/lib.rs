@@ -19,6 +19,7 @@ pub mod locks;
 pub mod media;
 pub mod ops;
 pub mod platforms;
+pub mod ratelimit;
 pub mod telemetry;
 
 pub use app::App;

@@ -367,6 +367,7 @@ async fn dispatch_soon<'a>(app: &App, posts: impl IntoIterator<Item = (&'a str, 
 
 /// One post of the user.
 pub async fn get(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {
+    known(post_id)?;
     posts::find_for_user(&app.db, user_id, post_id).await?.ok_or(Error::NotFound("post"))
 }
 
@@ -475,6 +476,11 @@ pub async fn list(app: &App, user_id: &str, request: ListRequest) -> Result<Page
     Ok(Page { posts, next_cursor })
 }
 
+/// Post ids are UUIDs: anything else is no post of anybody's, answered without a query.
+fn known(post_id: &str) -> Result<(), Error> {
+    if crate::db::is_id(post_id) { Ok(()) } else { Err(Error::NotFound("post")) }
+}
+
 /// Why a post could not be changed: it does not exist for this user, or it is past waiting.
 async fn not_waiting(app: &App, user_id: &str, post_id: &str, what: &str) -> Error {
     match posts::find_for_user(&app.db, user_id, post_id).await {
@@ -489,6 +495,7 @@ async fn not_waiting(app: &App, user_id: &str, post_id: &str, what: &str) -> Err
 
 /// Cancels a waiting post (`pending` or `retrying`).
 pub async fn cancel(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {
+    known(post_id)?;
     if !posts::cancel(&app.db, user_id, post_id).await? {
         return Err(not_waiting(app, user_id, post_id, "cancelled").await);
     }
@@ -514,6 +521,7 @@ pub struct PostEdit {
 /// edit is retried on the new row). Against a worker claiming it, exactly one wins: a 200 means
 /// the post goes out with this content at this time, a 409 names the status it reached.
 pub async fn edit(app: &App, user_id: &str, post_id: &str, change: PostEdit) -> Result<post::Model, Error> {
+    known(post_id)?;
     if change.content.is_none()
         && change.hashtags.is_none()
         && change.media_urls.is_none()
@@ -575,6 +583,7 @@ pub struct RetryRequest {
 /// Puts a `failed` post back to waiting, now or at a given time, with its attempts reset. An
 /// `unknown` post may already be live, so it goes back only with `confirm_not_published`.
 pub async fn retry(app: &App, user_id: &str, post_id: &str, request: RetryRequest) -> Result<post::Model, Error> {
+    known(post_id)?;
     let now = Utc::now();
     let at = match &request.scheduled_time {
         Some(text) => check_time(parse_time("scheduled_time", text)?, now)?.max(now),
@@ -614,6 +623,7 @@ fn not_retryable(status: PostStatus) -> Error {
 /// Publishes a waiting post now instead of at its time. A job pushed for its old time finds it
 /// published, or not yet due, and drops itself.
 pub async fn publish_now(app: &App, user_id: &str, post_id: &str) -> Result<post::Model, Error> {
+    known(post_id)?;
     let now = Utc::now();
     if !posts::make_due(&app.db, user_id, post_id, now).await? {
         return Err(not_waiting(app, user_id, post_id, "published now").await);

@@ -134,12 +134,19 @@ pub async fn list(app: &App, user_id: &str) -> Result<Vec<webhook_endpoint::Mode
 
 /// An endpoint of the user.
 pub async fn get(app: &App, user_id: &str, id: &str) -> Result<webhook_endpoint::Model, Error> {
+    if !crate::db::is_id(id) {
+        return Err(Error::NotFound("webhook"));
+    }
     store::find_endpoint(&app.db, user_id, id).await?.ok_or(Error::NotFound("webhook"))
 }
 
 /// Deletes an endpoint of the user; its pending deliveries die.
 pub async fn delete(app: &App, user_id: &str, id: &str) -> Result<(), Error> {
-    if store::delete_endpoint(&app.db, user_id, id).await? { Ok(()) } else { Err(Error::NotFound("webhook")) }
+    if crate::db::is_id(id) && store::delete_endpoint(&app.db, user_id, id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("webhook"))
+    }
 }
 
 /// A new signing secret; the current one keeps signing (a second signature) for
@@ -202,6 +209,9 @@ pub async fn replay(app: &App, user_id: &str, id: &str, delivery_id: &str) -> Re
             code: "webhook_disabled",
             message: format!("the endpoint is disabled: {reason}"),
         });
+    }
+    if !crate::db::is_id(delivery_id) {
+        return Err(Error::NotFound("delivery"));
     }
     let delivery = store::find_delivery(&app.db, user_id, id, delivery_id).await?.ok_or(Error::NotFound("delivery"))?;
     let Some(replayed) = store::requeue(&app.db, &delivery, Utc::now()).await? else {

@@ -57,6 +57,7 @@ impl From<chat_message::Model> for ChatMessage {
 
 /// One page of a chat.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatPage {
     /// Messages, oldest first.
     pub messages: Vec<ChatMessage>,

@@ -17,6 +17,7 @@ pub struct OpsApi;
 
 /// A probe answer.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Probe {
     /// `ok` or `unavailable`.
     pub status: String,

@@ -27,7 +27,7 @@ pub struct PostsApi;
 
 /// A campaign's posts to schedule: the original frontend's request (DESIGN §13).
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct CampaignSchedule {
     /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
     pub campaign_id: String,
@@ -39,7 +39,7 @@ pub struct CampaignSchedule {
 
 /// One post of a campaign request: the same text to one or more platforms.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct PostDraft {
     /// The text, counted per platform the way it counts (X: weighted, URLs as 23, limit 280).
     pub content: String,
@@ -61,7 +61,7 @@ pub struct PostDraft {
 
 /// Per-platform choices of a post.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct PostOptionsBody {
     /// Instagram: `feed` (default: an image, a reel, or a carousel of 2-10) or `story`.
     pub instagram_share_as: Option<String>,
@@ -88,7 +88,7 @@ impl From<PostOptionsBody> for shared::domain::PostOptions {
 /// stays at 09:00 across DST); other intervals step real time. A skipped wall time moves forward
 /// by the gap (02:30 → 03:30); a repeated one is the first of the two.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct SchedulingOptions {
     /// Hours between posts (more than 0, at most 2,208; fractions allowed).
     pub interval_hours: f64,
@@ -101,7 +101,7 @@ pub struct SchedulingOptions {
 /// One post to one or more platforms (the flat shape; a campaign request with one post does
 /// the same).
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct SingleSchedule {
     /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
     pub campaign_id: String,
@@ -222,7 +222,7 @@ impl ScheduleInput {
 
 /// Changes to a waiting post; absent fields keep their value.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct PostEditBody {
     /// New text, validated for the post's platform.
     pub content: Option<String>,
@@ -236,7 +236,7 @@ pub struct PostEditBody {
 
 /// How to retry a post.
 #[derive(Debug, Clone, Default, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct RetryBody {
     /// When to try again, RFC 3339 with an offset; now when absent.
     pub scheduled_time: Option<String>,
@@ -247,6 +247,7 @@ pub struct RetryBody {
 
 /// What a post would be on one platform.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PostCheck {
     /// Index of the post in the request.
     pub index: u32,
@@ -274,6 +275,7 @@ pub struct Validation {
 
 /// A scheduled post.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Post {
     /// Post id (UUID).
     pub id: String,
@@ -373,6 +375,7 @@ pub enum ScheduleResponse {
 
 /// The posts of a campaign, one page.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CampaignPosts {
     /// The campaign.
     pub campaign_id: String,
@@ -384,6 +387,7 @@ pub struct CampaignPosts {
 
 /// One page of the user's posts.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PostPage {
     /// The posts, by scheduled time (then id).
     pub posts: Vec<Post>,
@@ -393,6 +397,7 @@ pub struct PostPage {
 
 /// The user's posts counted by status.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Summary {
     /// The campaign counted, when one was given.
     pub campaign_id: Option<String>,

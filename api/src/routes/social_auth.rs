@@ -21,6 +21,7 @@ pub struct SocialAuthApi;
 
 /// Start connecting a platform.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InitiateRequest {
     /// `linkedin`, `twitter` (or `x`), `instagram`, `facebook` or `tiktok`.
     pub platform: String,
@@ -44,6 +45,7 @@ pub struct InitiateResponse {
 
 /// A connected account. Tokens are never returned.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Connection {
     /// Connection id.
     pub id: i64,
@@ -99,6 +101,7 @@ pub struct Connections {
 
 /// One platform's state for the user.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PlatformStatus {
     /// The platform.
     pub platform: String,
@@ -183,6 +186,7 @@ pub struct SelectPageResponse {
 
 /// The result of a disconnect.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DisconnectResponse {
     /// The platform.
     pub platform: String,

@@ -33,6 +33,7 @@ pub struct WebhookBody {
 
 /// A registered endpoint.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookEndpoint {
     /// Endpoint id (`ep_...`).
     pub id: String,
@@ -98,6 +99,7 @@ pub struct WebhookList {
 
 /// One HTTP attempt of a delivery.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryAttempt {
     /// When it was made.
     pub attempted_at: DateTime<Utc>,
@@ -122,6 +124,7 @@ impl From<webhook_attempt::Model> for DeliveryAttempt {
 
 /// One event to one endpoint.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Delivery {
     /// Delivery id (`msg_...`): the `webhook-id` header of every attempt.
     pub id: String,

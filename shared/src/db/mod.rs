@@ -21,6 +21,14 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 ///
 /// `timeout` bounds both the wait for a free connection and the opening of a new one: while the
 /// database is down, a query fails after it (and the request answers 503) instead of hanging for
+/// Whether `text` can be an id Herald gave (a UUID, or a prefixed ULID such as `ep_01h...`).
+/// Anything else names nothing, so lookups answer "not found" without a query: a path
+/// parameter of 100 KB or with a NUL (which PostgreSQL refuses in text) never reaches the
+/// database.
+pub fn is_id(text: &str) -> bool {
+    (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// sqlx's default 30 s.
 pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());

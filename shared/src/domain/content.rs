@@ -37,6 +37,15 @@ pub struct PostContent {
     hashtags: Vec<String>,
 }
 
+/// Refuses text holding U+0000: PostgreSQL cannot store it in text, and no platform takes it.
+/// Every other character, control characters included, is kept as sent.
+pub fn refuse_nul(field: &'static str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        return Err(ValidationError::new(field, "must not contain NUL (U+0000)"));
+    }
+    Ok(())
+}
+
 /// Longest hashtag accepted, in characters.
 const MAX_HASHTAG_CHARS: usize = 100;
 /// Hashtags Instagram takes on one post (PLATFORMS.md §3).
@@ -57,6 +66,7 @@ impl PostContent {
         has_media: bool,
     ) -> Result<Self, ValidationError> {
         let text = text.trim().to_owned();
+        refuse_nul("content", &text)?;
         let mut tags = Vec::with_capacity(hashtags.len());
         for tag in hashtags {
             let tag = tag.trim().trim_start_matches('#');

@@ -4,7 +4,7 @@
 
 mod content;
 
-pub use content::{PostContent, ValidationError, max_length};
+pub use content::{PostContent, ValidationError, max_length, refuse_nul};
 
 /// Per-platform choices of a post beyond its text and media (stored as JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
