@@ -9,6 +9,8 @@ pub mod error;
 pub mod limits;
 pub mod popup;
 pub mod routes;
+mod spec;
+pub mod text;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -50,19 +52,24 @@ fn api_service() -> OpenApiService<Apis, &'static dyn routes::webhooks::Events> 
     )
 }
 
-/// The OpenAPI document as YAML (`api openapi`; CI compares it with `openapi.yaml`).
+/// The OpenAPI document as YAML (`api openapi`, `/openapi.yaml`; CI compares it with
+/// `openapi.yaml`): poem-openapi's, completed by [`spec`].
 pub fn openapi_yaml() -> String {
-    api_service().spec_yaml()
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| serde_yaml::to_string(&spec::complete(&api_service().spec())).unwrap_or_default()).clone()
+}
+
+async fn openapi_document() -> Response {
+    Response::builder().content_type("application/x-yaml").body(openapi_yaml())
 }
 
 /// The whole HTTP endpoint for `app`.
 pub fn endpoint(app: Arc<App>) -> impl Endpoint {
     let api = api_service().server(app.settings.backend_url.as_str().trim_end_matches('/'));
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint_yaml();
     Route::new()
         .nest("/docs", docs)
-        .at("/openapi.yaml", spec)
+        .at("/openapi.yaml", poem::get(poem::endpoint::make(|_| openapi_document())))
         .nest("/", api)
         .around(limit_body)
         .around(limits::rate_limit)
@@ -88,19 +95,26 @@ fn cors(settings: &Settings) -> poem::middleware::Cors {
 }
 
 /// Refuses bodies over [`MAX_BODY_BYTES`] with 413, whether the size is announced in
-/// `Content-Length` or only found while reading a chunked body. (poem's `SizeLimit` answers 411
+/// `Content-Length` or only found while reading a chunked body, and reads no body as empty JSON. (poem's `SizeLimit` answers 411
 /// to any request without `Content-Length`, GETs included, so it does not fit an API.)
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
-    match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
-    {
+    let length =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    match length {
         Some(length) if length > MAX_BODY_BYTES => return Err(too_large()),
-        Some(_) => {}
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+        None if chunked => {
             let body = req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| too_large())?;
             req.set_body(body);
         }
-        None => {}
+        _ => {}
+    }
+    // A request with no body at all is one with an empty JSON body: a route whose body is
+    // optional (retry) takes it, the others say the object is missing (400), instead of poem's
+    // 415 for the missing `Content-Type` of a body nobody sent.
+    if length.unwrap_or(0) == 0 && !chunked && !req.headers().contains_key(header::CONTENT_TYPE) {
+        req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     Ok(next.call(req).await?.into_response())
 }

@@ -14,6 +14,7 @@ use crate::{
         entities::{connection, oauth_state},
         oauth_states,
     },
+    domain::ValidationError,
     domain::{ConnectionStatus, Platform, WebhookEvent},
 };
 
@@ -65,10 +66,8 @@ pub async fn initiate(
         Some(_) => {
             let mut choices = vec![own.clone()];
             choices.extend(app.settings.frontend_origins.iter().map(|origin| format!("{origin}{path}")));
-            return Err(Error::BadRequest {
-                code: "invalid_callback_url",
-                message: format!("callback_url must be one of {}", choices.join(", ")),
-            });
+            let message = format!("must be one of {}", choices.join(", "));
+            return Err(ValidationError::new("callback_url", message).into());
         }
     };
     let now = Utc::now();
@@ -419,7 +418,7 @@ async fn page_connection(
         message: format!("{platform} is not configured on this server"),
     })?;
     if !client.needs_page() {
-        return Err(Error::BadRequest { code: "no_pages", message: format!("{platform} posts do not go to a Page") });
+        return Err(ValidationError::new("platform", format!("{platform} posts do not go to a Page")).into());
     }
     let row = connections::find(&app.db, user_id, platform).await?.ok_or(Error::NotFound("connection"))?;
     let user_token = app.cipher.decrypt(&row.access_token)?;

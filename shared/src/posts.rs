@@ -161,6 +161,12 @@ fn plan(
     if request.posts.is_empty() || request.posts.len() > MAX_POSTS_PER_REQUEST {
         return Err(ValidationError::new("posts", format!("send 1 to {MAX_POSTS_PER_REQUEST} posts")));
     }
+    // A platform name Herald does not know is a malformed request, not a draft to report on.
+    for (index, draft) in request.posts.iter().enumerate() {
+        if let Some(name) = draft.platforms.iter().find(|name| Platform::parse(name).is_none()) {
+            return Err(ValidationError::new("platforms", format!("`{name}` is not a platform")).in_post(index, None));
+        }
+    }
     let layout = request.scheduling_options.as_ref().map(Layout::parse).transpose()?;
     let unscheduled = request.posts.iter().filter(|p| p.scheduled_time.is_none()).count();
     let mut laid_out = layout.map(|l| l.times(unscheduled, now)).unwrap_or_default().into_iter();
@@ -188,12 +194,9 @@ fn plan(
             }
         };
         let mut platforms: Vec<Platform> = Vec::new();
-        for name in &draft.platforms {
-            match Platform::parse(name) {
-                Some(platform) if !platforms.contains(&platform) => platforms.push(platform),
-                Some(_) => {}
-                None => planned
-                    .push(Err(refused(None, ValidationError::new("platforms", format!("`{name}` is not a platform"))))),
+        for platform in draft.platforms.iter().filter_map(|name| Platform::parse(name)) {
+            if !platforms.contains(&platform) {
+                platforms.push(platform);
             }
         }
         if draft.platforms.is_empty() {
@@ -434,6 +437,9 @@ pub async fn list(app: &App, user_id: &str, request: ListRequest) -> Result<Page
     let time = |field: &'static str, text: &Option<String>| text.as_deref().map(|t| parse_time(field, t)).transpose();
     let mut statuses = Vec::new();
     for name in &request.statuses {
+        if name.split(',').all(|n| n.trim().is_empty()) {
+            return Err(ValidationError::new("status", "names no status").into());
+        }
         for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let status = PostStatus::parse(name)
                 .ok_or_else(|| ValidationError::new("status", format!("`{name}` is not a post status")))?;

@@ -103,7 +103,11 @@ async fn oauth_state_and_redirect_rules() {
         let (status, body) = app
             .post("alice", "/api/v1/auth/social/initiate", &json!({"platform": "twitter", "callback_url": foreign}))
             .await;
-        assert_error(status, &body, 400, "invalid_callback_url");
+        assert_error(status, &body, 422, "validation_failed");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| m.starts_with("callback_url: must be one of")),
+            "{body}"
+        );
     }
     let exact = app.url("/api/v1/auth/social/callback/twitter");
     let (status, _) =

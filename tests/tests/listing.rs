@@ -126,9 +126,15 @@ async fn listings_filter_by_status_platform_time_and_change() {
     let (_, page) = app.get("alice", &format!("/api/v1/posts?updated_since={since}")).await;
     assert_eq!(contents(&page), ["one:twitter"], "only the cancelled post changed since");
 
-    for bad in ["?status=lost", "?platform=myspace", "?limit=0", "?limit=501", "?cursor=bm9wZQ", "?from=yesterday"] {
+    for bad in ["?status=lost", "?status=", "?platform=myspace", "?cursor=bm9wZQ", "?from=yesterday"] {
         let (status, body) = app.get("alice", &format!("/api/v1/posts{bad}")).await;
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("validation_failed")), "{bad}: {body}");
+    }
+    // A page size outside the document's 1-500 does not match it: 400, with the reason.
+    for bad in ["?limit=0", "?limit=501", "?limit=-1"] {
+        let (status, body) = app.get("alice", &format!("/api/v1/posts{bad}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("limit")), "{bad}: {body}");
     }
     // The summary: counts per platform, the next due post, the last failure.
     let (status, summary) = app.get("alice", "/api/v1/posts/status/summary").await;

@@ -12,6 +12,7 @@ use poem_openapi::{
 use shared::{App, chat, db::entities::chat_message};
 
 use super::Tag;
+use crate::text::Text;
 use crate::{auth::BearerAuth, error::ApiError};
 
 /// Campaign routes.
@@ -23,9 +24,9 @@ pub struct CampaignsApi;
 #[oai(deny_unknown_fields)]
 pub struct NewMessage {
     /// `user`, `assistant` or `system`.
-    pub role: String,
+    pub role: Text,
     /// The text, 1 to 32,000 characters.
-    pub message: String,
+    pub message: Text,
 }
 
 /// One message of a campaign's chat.
@@ -75,7 +76,7 @@ impl CampaignsApi {
         app: Data<&Arc<App>>,
         auth: BearerAuth,
         campaign_id: Path<String>,
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u64>>,
         cursor: Query<Option<String>>,
     ) -> Result<Json<ChatPage>, ApiError> {
         let page = chat::list(&app, &auth.0.id, &campaign_id, cursor.as_deref(), limit.0).await?;

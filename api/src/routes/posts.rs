@@ -19,6 +19,7 @@ use shared::{
 };
 
 use super::Tag;
+use crate::text::{Text, strings};
 use crate::{auth::BearerAuth, error::ApiError};
 
 /// Post routes.
@@ -30,7 +31,7 @@ pub struct PostsApi;
 #[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct CampaignSchedule {
     /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
-    pub campaign_id: String,
+    pub campaign_id: Text,
     /// 1 to 1,000 posts; each becomes one scheduled post per platform it names.
     pub posts: Vec<PostDraft>,
     /// How to lay out the posts that have no `scheduled_time`.
@@ -42,19 +43,19 @@ pub struct CampaignSchedule {
 #[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct PostDraft {
     /// The text, counted per platform the way it counts (X: weighted, URLs as 23, limit 280).
-    pub content: String,
+    pub content: Text,
     /// Platform names: `linkedin`, `twitter` (or `x`), `facebook`, `instagram`, `tiktok`.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Text>,
     /// When to publish: RFC 3339 with an offset (`2030-01-01T09:00:00Z`); naive times are refused.
     /// Without it, the post is laid out by `scheduling_options`.
-    pub scheduled_time: Option<String>,
+    pub scheduled_time: Option<Text>,
     /// Hashtags, with or without `#`; appended to the text on a line of their own.
     #[oai(default)]
-    pub hashtags: Vec<String>,
+    pub hashtags: Vec<Text>,
     /// Public `https` URLs of images or a video, in order; what each platform takes is checked
     /// per platform (README "Media").
     #[oai(default)]
-    pub media_urls: Vec<String>,
+    pub media_urls: Vec<Text>,
     /// Per-platform choices (an Instagram story, the TikTok privacy level).
     pub options: Option<PostOptionsBody>,
 }
@@ -64,10 +65,10 @@ pub struct PostDraft {
 #[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct PostOptionsBody {
     /// Instagram: `feed` (default: an image, a reel, or a carousel of 2-10) or `story`.
-    pub instagram_share_as: Option<String>,
+    pub instagram_share_as: Option<Text>,
     /// TikTok: `PUBLIC_TO_EVERYONE` (default), `MUTUAL_FOLLOW_FRIENDS`, `FOLLOWER_OF_CREATOR` or
     /// `SELF_ONLY`; it must be one the creator's account offers (an unaudited app: `SELF_ONLY`).
-    pub tiktok_privacy_level: Option<String>,
+    pub tiktok_privacy_level: Option<Text>,
     /// TikTok: turn comments off.
     #[oai(default)]
     pub tiktok_disable_comment: bool,
@@ -76,8 +77,8 @@ pub struct PostOptionsBody {
 impl From<PostOptionsBody> for shared::domain::PostOptions {
     fn from(body: PostOptionsBody) -> Self {
         Self {
-            instagram_share_as: body.instagram_share_as,
-            tiktok_privacy_level: body.tiktok_privacy_level,
+            instagram_share_as: body.instagram_share_as.map(String::from),
+            tiktok_privacy_level: body.tiktok_privacy_level.map(String::from),
             tiktok_disable_comment: body.tiktok_disable_comment,
         }
     }
@@ -93,9 +94,9 @@ pub struct SchedulingOptions {
     /// Hours between posts (more than 0, at most 2,208; fractions allowed).
     pub interval_hours: f64,
     /// Wall time of the first post, `HH:MM`.
-    pub start_time: String,
+    pub start_time: Text,
     /// IANA time zone name, such as `Europe/Berlin`; UTC when absent.
-    pub timezone: Option<String>,
+    pub timezone: Option<Text>,
 }
 
 /// One post to one or more platforms (the flat shape; a campaign request with one post does
@@ -104,19 +105,19 @@ pub struct SchedulingOptions {
 #[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct SingleSchedule {
     /// The campaign: 1-128 letters, digits, `-`, `_`, `.` or `:`.
-    pub campaign_id: String,
+    pub campaign_id: Text,
     /// Platform names; one post is created per platform.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Text>,
     /// The text.
-    pub content: String,
+    pub content: Text,
     /// Hashtags, with or without `#`.
     #[oai(default)]
-    pub hashtags: Vec<String>,
+    pub hashtags: Vec<Text>,
     /// Public `https` URLs of images or a video, in order.
     #[oai(default)]
-    pub media_urls: Vec<String>,
+    pub media_urls: Vec<Text>,
     /// When to publish: RFC 3339 with an offset.
-    pub scheduled_time: String,
+    pub scheduled_time: Text,
     /// Per-platform choices (an Instagram story, the TikTok privacy level).
     pub options: Option<PostOptionsBody>,
 }
@@ -185,33 +186,33 @@ impl ScheduleInput {
     fn request(self) -> ScheduleRequest {
         match self.0 {
             ScheduleBody::Campaign(body) => ScheduleRequest {
-                campaign_id: body.campaign_id,
+                campaign_id: body.campaign_id.into(),
                 posts: body
                     .posts
                     .into_iter()
                     .map(|p| posts::PostDraft {
-                        content: p.content,
-                        platforms: p.platforms,
-                        scheduled_time: p.scheduled_time,
-                        hashtags: p.hashtags,
-                        media_urls: p.media_urls,
+                        content: p.content.into(),
+                        platforms: strings(p.platforms),
+                        scheduled_time: p.scheduled_time.map(String::from),
+                        hashtags: strings(p.hashtags),
+                        media_urls: strings(p.media_urls),
                         options: p.options.map(Into::into).unwrap_or_default(),
                     })
                     .collect(),
                 scheduling_options: body.scheduling_options.map(|o| shared::layout::SchedulingOptions {
                     interval_hours: o.interval_hours,
-                    start_time: o.start_time,
-                    timezone: o.timezone,
+                    start_time: o.start_time.into(),
+                    timezone: o.timezone.map(String::from),
                 }),
             },
             ScheduleBody::Single(body) => ScheduleRequest {
-                campaign_id: body.campaign_id,
+                campaign_id: body.campaign_id.into(),
                 posts: vec![posts::PostDraft {
-                    content: body.content,
-                    platforms: body.platforms,
-                    scheduled_time: Some(body.scheduled_time),
-                    hashtags: body.hashtags,
-                    media_urls: body.media_urls,
+                    content: body.content.into(),
+                    platforms: strings(body.platforms),
+                    scheduled_time: Some(body.scheduled_time.into()),
+                    hashtags: strings(body.hashtags),
+                    media_urls: strings(body.media_urls),
                     options: body.options.map(Into::into).unwrap_or_default(),
                 }],
                 scheduling_options: None,
@@ -225,13 +226,13 @@ impl ScheduleInput {
 #[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct PostEditBody {
     /// New text, validated for the post's platform.
-    pub content: Option<String>,
+    pub content: Option<Text>,
     /// New hashtags, with or without `#`.
-    pub hashtags: Option<Vec<String>>,
+    pub hashtags: Option<Vec<Text>>,
     /// New media URLs, checked for the post's platform.
-    pub media_urls: Option<Vec<String>>,
+    pub media_urls: Option<Vec<Text>>,
     /// New time, RFC 3339 with an offset.
-    pub scheduled_time: Option<String>,
+    pub scheduled_time: Option<Text>,
 }
 
 /// How to retry a post.
@@ -239,7 +240,7 @@ pub struct PostEditBody {
 #[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct RetryBody {
     /// When to try again, RFC 3339 with an offset; now when absent.
-    pub scheduled_time: Option<String>,
+    pub scheduled_time: Option<Text>,
     /// Required to retry an `unknown` post: you checked the platform does not have it.
     #[oai(default)]
     pub confirm_not_published: bool,
@@ -339,8 +340,8 @@ impl From<post::Model> for Post {
                 .publish_options
                 .and_then(|v| serde_json::from_value::<shared::domain::PostOptions>(v).ok())
                 .map(|o| PostOptionsBody {
-                    instagram_share_as: o.instagram_share_as,
-                    tiktok_privacy_level: o.tiktok_privacy_level,
+                    instagram_share_as: o.instagram_share_as.map(Text),
+                    tiktok_privacy_level: o.tiktok_privacy_level.map(Text),
                     tiktok_disable_comment: o.tiktok_disable_comment,
                 }),
             platform_post_id: row.platform_post_id,
@@ -538,10 +539,10 @@ impl PostsApi {
     ) -> Result<Json<Post>, ApiError> {
         let body = body.0;
         let change = posts::PostEdit {
-            content: body.content,
-            hashtags: body.hashtags,
-            media_urls: body.media_urls,
-            scheduled_time: body.scheduled_time,
+            content: body.content.map(String::from),
+            hashtags: body.hashtags.map(strings),
+            media_urls: body.media_urls.map(strings),
+            scheduled_time: body.scheduled_time.map(String::from),
         };
         Ok(Json(posts::edit(&app, &auth.0.id, &post_id, change).await?.into()))
     }
@@ -559,7 +560,7 @@ impl PostsApi {
     ) -> Result<Json<Post>, ApiError> {
         let body = body.0.unwrap_or_default();
         let request = posts::RetryRequest {
-            scheduled_time: body.scheduled_time,
+            scheduled_time: body.scheduled_time.map(String::from),
             confirm_not_published: body.confirm_not_published,
         };
         Ok(Json(posts::retry(&app, &auth.0.id, &post_id, request).await?.into()))
@@ -579,7 +580,7 @@ impl PostsApi {
         from: Query<Option<String>>,
         to: Query<Option<String>>,
         updated_since: Query<Option<String>>,
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u64>>,
         cursor: Query<Option<String>>,
     ) -> Result<Json<CampaignPosts>, ApiError> {
         let request = posts::ListRequest {
@@ -616,7 +617,7 @@ impl PostsApi {
         from: Query<Option<String>>,
         to: Query<Option<String>>,
         updated_since: Query<Option<String>>,
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u64>>,
         cursor: Query<Option<String>>,
     ) -> Result<Json<PostPage>, ApiError> {
         let request = posts::ListRequest {

@@ -13,6 +13,7 @@ use shared::{
 };
 
 use super::Tag;
+use crate::text::Text;
 use crate::{auth::BearerAuth, error::ApiError};
 
 /// Social auth routes.
@@ -21,13 +22,13 @@ pub struct SocialAuthApi;
 
 /// Start connecting a platform.
 #[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(deny_unknown_fields, skip_serializing_if_is_none)]
 pub struct InitiateRequest {
     /// `linkedin`, `twitter` (or `x`), `instagram`, `facebook` or `tiktok`.
-    pub platform: String,
+    pub platform: Text,
     /// Optional: `{BACKEND_URL}/api/v1/auth/social/callback/{platform}`, or that path on one of the
     /// `FRONTEND_ORIGIN` origins (a frontend that proxies `/api`); it becomes the `redirect_uri`.
-    pub callback_url: Option<String>,
+    pub callback_url: Option<Text>,
 }
 
 /// Where to send the user.
@@ -170,9 +171,10 @@ pub struct PagesResponse {
 
 /// Choose the Page posts go to.
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct SelectPageRequest {
     /// One of the ids listed by `GET pages/{platform}`.
-    pub page_id: String,
+    pub page_id: Text,
 }
 
 /// The chosen Page.
@@ -229,7 +231,8 @@ impl SocialAuthApi {
         body: Json<InitiateRequest>,
     ) -> Result<Json<InitiateResponse>, ApiError> {
         let platform = connect::parse_platform(&body.platform)?;
-        let started = connect::initiate(&app, &auth.0.id, platform, body.callback_url.as_deref()).await?;
+        let started =
+            connect::initiate(&app, &auth.0.id, platform, body.callback_url.as_deref().map(String::as_str)).await?;
         Ok(Json(InitiateResponse {
             oauth_url: started.oauth_url,
             state: started.state,

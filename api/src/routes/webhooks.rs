@@ -13,6 +13,7 @@ use shared::{
 };
 
 use super::{Tag, posts::Post, social_auth::Connection};
+use crate::text::{Text, strings};
 use crate::{auth::BearerAuth, error::ApiError};
 
 /// Webhook routes.
@@ -24,11 +25,11 @@ pub struct WebhooksApi;
 #[oai(deny_unknown_fields)]
 pub struct WebhookBody {
     /// An `https` URL on a public address (no redirects are followed).
-    pub url: String,
+    pub url: Text,
     /// The events it wants: `post.published`, `post.failed`, `post.unknown`, `post.retrying`,
     /// `connection.expired`, `connection.revoked`. All of them when left out or empty.
     #[oai(default)]
-    pub events: Vec<String>,
+    pub events: Vec<Text>,
 }
 
 /// A registered endpoint.
@@ -227,7 +228,7 @@ impl WebhooksApi {
         auth: BearerAuth,
         body: Json<WebhookBody>,
     ) -> Result<CreatedResponse, ApiError> {
-        let new = NewEndpoint { url: body.0.url, events: body.0.events };
+        let new = NewEndpoint { url: body.0.url.into(), events: strings(body.0.events) };
         Ok(CreatedResponse::Created(Json(webhooks::create(&app, &auth.0.id, new).await?.into())))
     }
 
@@ -303,9 +304,9 @@ impl WebhooksApi {
         app: Data<&Arc<App>>,
         auth: BearerAuth,
         webhook_id: Path<String>,
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u64>>,
     ) -> Result<Json<DeliveryList>, ApiError> {
-        let limit = limit.0.unwrap_or(50).clamp(1, 100);
+        let limit = limit.0.unwrap_or(50);
         let rows = webhooks::deliveries(&app, &auth.0.id, &webhook_id, limit).await?;
         let deliveries = rows
             .into_iter()

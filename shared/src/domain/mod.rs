@@ -106,6 +106,9 @@ macro_rules! string_enum {
         }
 
         impl $name {
+            /// Every name, in declaration order (the API document lists them).
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
             /// The name stored in the database and returned by the API.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
