@@ -71,7 +71,17 @@ pub(crate) async fn json<D: Dialect, T: DeserializeOwned>(
     effect: Effect,
 ) -> Result<T, PlatformError> {
     let body = response.bytes().await.map_err(|e| network_error::<D>(&e, effect))?;
-    serde_json::from_slice(&body).map_err(|_| {
+    decode::<D, T>(&body, what, effect)
+}
+
+/// The pure half of [`json`]: a 2xx body read as `T`, with the same classification when it does
+/// not parse.
+pub(crate) fn decode<D: Dialect, T: DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    effect: Effect,
+) -> Result<T, PlatformError> {
+    serde_json::from_slice(body).map_err(|_| {
         let message = format!("{} answered {what} with an unexpected body", D::NAME);
         match effect {
             Effect::Read => PlatformError::Transient(message),

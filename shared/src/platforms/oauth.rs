@@ -166,6 +166,17 @@ fn token_set(response: BasicTokenResponse) -> TokenSet {
     }
 }
 
+/// A 2xx token answer read as oauth2 reads it, then as [`OAuthApp`] keeps it (the fuzz targets'
+/// entry; `None` where oauth2 reports a parse error).
+pub(super) fn read_token_answer(body: &[u8]) -> Option<TokenSet> {
+    serde_json::from_slice::<BasicTokenResponse>(body).ok().map(token_set)
+}
+
+/// An OAuth error body read as oauth2 reads it, then classified (the fuzz targets' entry).
+pub(super) fn read_error_answer(body: &[u8]) -> Option<PlatformError> {
+    serde_json::from_slice::<BasicErrorResponse>(body).ok().map(|r| classify(RequestTokenError::ServerResponse(r)))
+}
+
 fn classify(error: RequestTokenError<HttpError, BasicErrorResponse>) -> PlatformError {
     match error {
         RequestTokenError::ServerResponse(response) => {
