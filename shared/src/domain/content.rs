@@ -125,7 +125,7 @@ impl PostContent {
             // carrying X's TLD list and emoji tables ourselves. Its default (nom) backend panics
             // on a mention after an ASCII letter that follows a multi-byte character (`日a@b`: it
             // slices the text inside the character), so the Pest grammar with its external TLD
-            // check is used instead; both count the same.
+            // check is used instead (it passes the same counting tests).
             Platform::Twitter => {
                 let parsed = twitter_text::parse_with_parser_backend(
                     &rendered,
