@@ -132,9 +132,17 @@ impl PostContent {
         match platform {
             // X's published counting rules (config v3): weighted code points, NFC, URLs as 23,
             // emoji as 2. The twitter-text crate implements them; writing them again would mean
-            // carrying X's TLD list and emoji tables ourselves.
+            // carrying X's TLD list and emoji tables ourselves. Its default (nom) backend panics
+            // on a mention after an ASCII letter that follows a multi-byte character (`日a@b`: it
+            // slices the text inside the character), so the Pest grammar with its external TLD
+            // check is used instead (it passes the same counting tests).
             Platform::Twitter => {
-                let parsed = twitter_text::parse(&rendered, twitter_text_config::config_v3(), true);
+                let parsed = twitter_text::parse_with_parser_backend(
+                    &rendered,
+                    twitter_text_config::config_v3(),
+                    true,
+                    twitter_text::ParserBackend::External,
+                );
                 usize::try_from(parsed.weighted_length).unwrap_or(usize::MAX)
             }
             _ => rendered.chars().count(),
@@ -176,6 +184,14 @@ mod tests {
         assert!(PostContent::parse(Platform::Twitter, &"日".repeat(141), &[]).is_err());
         // The same text is fine on LinkedIn.
         assert!(PostContent::parse(Platform::Linkedin, &"a".repeat(281), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_mention_after_a_letter_after_a_multibyte_character_is_counted() {
+        // Found by the `content` fuzz target: twitter-text's default parser panicked here.
+        let content = PostContent::parse(Platform::Twitter, "日a@user", &[]).expect("valid");
+        assert_eq!(content.length(Platform::Twitter), 2 + 1 + 5);
+        assert_eq!(content.length(Platform::Linkedin), 7);
     }
 
     #[test]

@@ -71,7 +71,17 @@ pub(crate) async fn json<D: Dialect, T: DeserializeOwned>(
     effect: Effect,
 ) -> Result<T, PlatformError> {
     let body = response.bytes().await.map_err(|e| network_error::<D>(&e, effect))?;
-    serde_json::from_slice(&body).map_err(|_| {
+    decode::<D, T>(&body, what, effect)
+}
+
+/// The pure half of [`json`]: a 2xx body read as `T`, with the same classification when it does
+/// not parse.
+pub(crate) fn decode<D: Dialect, T: DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    effect: Effect,
+) -> Result<T, PlatformError> {
+    serde_json::from_slice(body).map_err(|_| {
         let message = format!("{} answered {what} with an unexpected body", D::NAME);
         match effect {
             Effect::Read => PlatformError::Transient(message),
@@ -120,7 +130,11 @@ impl RawToken {
     /// The token set, with lifetimes turned into instants.
     pub fn into_token_set(self) -> super::TokenSet {
         let now = chrono::Utc::now();
-        let at = |secs: Option<i64>| secs.filter(|s| *s > 0).map(|s| now + chrono::Duration::seconds(s));
+        // A lifetime past chrono's range (millions of years) is read as no stated expiry, as
+        // adding it would overflow.
+        let at = |secs: Option<i64>| {
+            secs.filter(|s| *s > 0).and_then(chrono::Duration::try_seconds).and_then(|d| now.checked_add_signed(d))
+        };
         super::TokenSet {
             expires_at: at(self.expires_in),
             refresh_expires_at: at(self.refresh_token_expires_in),
@@ -188,5 +202,24 @@ pub(crate) fn media_failure(error: crate::media::MediaError) -> PlatformError {
     match error {
         crate::media::MediaError::Refused(message) => PlatformError::Rejected(message),
         crate::media::MediaError::Unavailable(message) => PlatformError::Transient(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_lifetime_is_no_stated_expiry() {
+        // Found by the `platform_answers` fuzz target: adding it to now overflowed and panicked.
+        for lifetime in [99_999_999_999_999_i64, i64::MAX] {
+            let body =
+                format!(r#"{{"access_token":"a","expires_in":{lifetime},"refresh_token_expires_in":{lifetime}}}"#);
+            let raw: RawToken = serde_json::from_str(&body).expect("a token answer");
+            let tokens = raw.into_token_set();
+            assert_eq!((tokens.expires_at, tokens.refresh_expires_at), (None, None));
+        }
+        let raw: RawToken = serde_json::from_str(r#"{"access_token":"a","expires_in":3600}"#).expect("a token answer");
+        assert!(raw.into_token_set().expires_at.is_some());
     }
 }

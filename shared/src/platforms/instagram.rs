@@ -41,7 +41,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Account, Authorization, Identity, MediaPost, PlatformClient, PlatformError, Published, Recovery, Step, TokenSet,
-    http::{Dialect, Effect, RawToken, RegisteredApp, classify_status, error_message, json, media_failure, send},
+    http::{
+        Dialect, Effect, RawToken, RegisteredApp, classify_status, decode, error_message, json, media_failure, send,
+    },
 };
 use crate::{
     domain::{Platform, PostContent, PublishPhase},
@@ -130,7 +132,7 @@ impl InstagramClient {
 
 /// Instagram's dialects: the Graph error object from the API, and
 /// `{"error_type", "code", "error_message"}` from the code exchange.
-struct Instagram;
+pub(super) struct Instagram;
 
 impl Dialect for Instagram {
     const NAME: &'static str = "Instagram";
@@ -158,6 +160,22 @@ impl Dialect for Instagram {
             _ => classify_status(status, message, effect),
         }
     }
+}
+
+impl Me {
+    /// The identity, with a numeric `user_id` in its decimal form.
+    fn identity(self) -> Identity {
+        let user_id = match self.user_id {
+            serde_json::Value::String(id) => id,
+            other => other.to_string(),
+        };
+        Identity { user_id, username: self.username }
+    }
+}
+
+/// A `/me` answer read as [`InstagramClient::identity`] reads it (the fuzz targets' entry).
+pub(super) fn read_identity(body: &[u8]) -> Result<Identity, PlatformError> {
+    Ok(decode::<Instagram, Me>(body, "/me", Effect::Read)?.identity())
 }
 
 /// The code exchange's answer: `user_id` is a JSON number.
@@ -227,11 +245,7 @@ impl PlatformClient for InstagramClient {
             .query(&[("fields", "user_id,username")])
             .bearer_auth(access_token);
         let me: Me = json::<Instagram, _>(send::<Instagram>(request, Effect::Read).await?, "/me", Effect::Read).await?;
-        let user_id = match me.user_id {
-            serde_json::Value::String(id) => id,
-            other => other.to_string(),
-        };
-        Ok(Identity { user_id, username: me.username })
+        Ok(me.identity())
     }
 
     /// Refreshes the long-lived access token itself.

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::{
     Account, Authorization, Identity, MediaPost, PlatformClient, PlatformError, Published, Step, TokenSet,
-    http::{Dialect, Effect, RegisteredApp, classify_status, error_message, json, media_failure, send},
+    http::{Dialect, Effect, RegisteredApp, classify_status, decode, error_message, json, media_failure, send},
 };
 use crate::{
     domain::{Platform, PostContent, PublishPhase},
@@ -62,7 +62,7 @@ impl LinkedinClient {
 
 /// LinkedIn's error dialect: `{"message", "serviceErrorCode", "status"}` from the API and OAuth's
 /// `{"error", "error_description"}` from the token endpoint.
-struct Linkedin;
+pub(super) struct Linkedin;
 
 impl Dialect for Linkedin {
     const NAME: &'static str = "LinkedIn";
@@ -386,15 +386,27 @@ impl LinkedinClient {
         let video: VideoStatus =
             json::<Linkedin, _>(send::<Linkedin>(request, Effect::Read).await?, "GET /rest/videos", Effect::Read)
                 .await?;
-        match video.status.as_str() {
-            "AVAILABLE" => Ok(None),
-            "PROCESSING_FAILED" => {
-                let reason = video.processing_failure_reason.unwrap_or_else(|| "no reason given".into());
-                Err(PlatformError::Rejected(format!("LinkedIn could not process the video: {reason}")))
-            }
-            _ => Ok(Some(video.status)),
-        }
+        video_outcome(video)
     }
+}
+
+/// What a video's status says: `None` once `AVAILABLE`, LinkedIn's status while it processes,
+/// LinkedIn's reason when processing failed.
+fn video_outcome(video: VideoStatus) -> Result<Option<String>, PlatformError> {
+    match video.status.as_str() {
+        "AVAILABLE" => Ok(None),
+        "PROCESSING_FAILED" => {
+            let reason = video.processing_failure_reason.unwrap_or_else(|| "no reason given".into());
+            Err(PlatformError::Rejected(format!("LinkedIn could not process the video: {reason}")))
+        }
+        _ => Ok(Some(video.status)),
+    }
+}
+
+/// A `GET /rest/videos` answer read as [`LinkedinClient::video_status`] reads it (the fuzz
+/// targets' entry).
+pub(super) fn read_video_status(body: &[u8]) -> Result<Option<String>, PlatformError> {
+    video_outcome(decode::<Linkedin, VideoStatus>(body, "GET /rest/videos", Effect::Read)?)
 }
 
 /// Upload instructions that do not cover the file once, in order.

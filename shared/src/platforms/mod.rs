@@ -6,6 +6,8 @@
 //! [`PlatformSettings`](crate::config::PlatformSettings), so tests and sandboxes point elsewhere.
 
 pub mod facebook;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod instagram;
 pub mod linkedin;

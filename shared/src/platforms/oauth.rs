@@ -160,10 +160,25 @@ fn token_set(response: BasicTokenResponse) -> TokenSet {
     TokenSet {
         access_token: response.access_token().secret().to_owned(),
         refresh_token: response.refresh_token().map(|t| t.secret().to_owned()),
-        expires_at: response.expires_in().and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d),
+        // A lifetime past chrono's range is read as no stated expiry (see `RawToken`).
+        expires_at: response
+            .expires_in()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .and_then(|d| now.checked_add_signed(d)),
         refresh_expires_at: None,
         scopes: response.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
     }
+}
+
+/// A 2xx token answer read as oauth2 reads it, then as [`OAuthApp`] keeps it (the fuzz targets'
+/// entry; `None` where oauth2 reports a parse error).
+pub(super) fn read_token_answer(body: &[u8]) -> Option<TokenSet> {
+    serde_json::from_slice::<BasicTokenResponse>(body).ok().map(token_set)
+}
+
+/// An OAuth error body read as oauth2 reads it, then classified (the fuzz targets' entry).
+pub(super) fn read_error_answer(body: &[u8]) -> Option<PlatformError> {
+    serde_json::from_slice::<BasicErrorResponse>(body).ok().map(|r| classify(RequestTokenError::ServerResponse(r)))
 }
 
 fn classify(error: RequestTokenError<HttpError, BasicErrorResponse>) -> PlatformError {
@@ -180,5 +195,20 @@ fn classify(error: RequestTokenError<HttpError, BasicErrorResponse>) -> Platform
             "token endpoint answered with an unexpected body (not an OAuth token response)".into(),
         ),
         RequestTokenError::Other(message) => PlatformError::Transient(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_lifetime_is_no_stated_expiry() {
+        // Found by the `platform_answers` fuzz target: adding it to now overflowed and panicked.
+        let body = br#"{"access_token":"a","token_type":"bearer","expires_in":99999999999999}"#;
+        let tokens = read_token_answer(body).expect("a token answer");
+        assert_eq!(tokens.expires_at, None);
+        let body = br#"{"access_token":"a","token_type":"bearer","expires_in":7200}"#;
+        assert!(read_token_answer(body).expect("a token answer").expires_at.is_some());
     }
 }

@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 use super::{
     Account, Authorization, Grant, Identity, MediaPost, PlatformClient, PlatformError, Published, Recovery, Step,
     TokenSet,
-    http::{Dialect, Effect, RegisteredApp, classify_status, error_message, json, media_failure, send},
+    http::{Dialect, Effect, RegisteredApp, classify_status, decode, error_message, json, media_failure, send},
 };
 use crate::{
     domain::{Platform, PostContent, PublishPhase},
@@ -99,7 +99,7 @@ impl TiktokClient {
 
 /// TikTok's error dialect: `{"data": {}, "error": {"code", "message", "log_id"}}` from the API,
 /// OAuth's `{"error", "error_description"}` from the token endpoint.
-struct Tiktok;
+pub(super) struct Tiktok;
 
 impl Dialect for Tiktok {
     const NAME: &'static str = "TikTok";
@@ -385,17 +385,7 @@ impl TiktokClient {
         effect: Effect,
     ) -> Result<T, PlatformError> {
         let response = send::<Tiktok>(request, effect).await?;
-        let envelope: Envelope = json::<Tiktok, _>(response, what, effect).await?;
-        if let Some(error) = envelope.error.filter(|e| e.code != "ok") {
-            return Err(error.classify(StatusCode::OK, effect));
-        }
-        serde_json::from_value(envelope.data).map_err(|_| {
-            let message = format!("TikTok answered {what} with an unexpected body");
-            match effect {
-                Effect::Read => PlatformError::Transient(message),
-                Effect::Write => PlatformError::Unknown(message),
-            }
-        })
+        open_envelope(json::<Tiktok, _>(response, what, effect).await?, what, effect)
     }
 
     fn post_json(&self, token: &str, path: &str, body: &Value) -> RequestBuilder {
@@ -669,23 +659,10 @@ impl TiktokClient {
             }
             Err(error) => return Err(error),
         };
-        match status.status.as_str() {
-            "PUBLISH_COMPLETE" => {
-                let id = status.publicaly_available_post_id.first().map(|id| match id {
-                    Value::String(id) => id.clone(),
-                    other => other.to_string(),
-                });
-                Ok(Step::Done(Published { platform_post_id: id.unwrap_or(publish_id) }))
-            }
-            "FAILED" => {
-                let reason = status.fail_reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "no reason given".into());
-                Err(PlatformError::Rejected(format!("TikTok could not publish the post: {reason}")))
-            }
-            "SEND_TO_USER_INBOX" => Err(PlatformError::Rejected(
-                "TikTok sent the post to the creator's inbox instead of publishing it".into(),
-            )),
-            other => Ok(confirming(&flow, format!("TikTok says {other}"))),
-        }
+        Ok(match settled(&status, &publish_id)? {
+            Some(published) => Step::Done(published),
+            None => confirming(&flow, format!("TikTok says {}", status.status)),
+        })
     }
 
     /// `status/fetch` for a publish.
@@ -693,6 +670,51 @@ impl TiktokClient {
         let request = self.post_json(token, "status/fetch/", &json!({ "publish_id": publish_id }));
         self.api(request, "status/fetch", Effect::Read).await
     }
+}
+
+/// A Content Posting answer's `data`, or the failure its `error.code` names (also on HTTP 200).
+fn open_envelope<T: DeserializeOwned>(envelope: Envelope, what: &str, effect: Effect) -> Result<T, PlatformError> {
+    if let Some(error) = envelope.error.filter(|e| e.code != "ok") {
+        return Err(error.classify(StatusCode::OK, effect));
+    }
+    serde_json::from_value(envelope.data).map_err(|_| {
+        let message = format!("TikTok answered {what} with an unexpected body");
+        match effect {
+            Effect::Read => PlatformError::Transient(message),
+            Effect::Write => PlatformError::Unknown(message),
+        }
+    })
+}
+
+/// What a publish's status says: the post once published (its public id, else the publish id),
+/// TikTok's words when it failed or went to the inbox, `None` while it is on its way.
+fn settled(status: &PublishStatus, publish_id: &str) -> Result<Option<Published>, PlatformError> {
+    match status.status.as_str() {
+        "PUBLISH_COMPLETE" => {
+            let id = status.publicaly_available_post_id.first().map(|id| match id {
+                Value::String(id) => id.clone(),
+                other => other.to_string(),
+            });
+            Ok(Some(Published { platform_post_id: id.unwrap_or_else(|| publish_id.to_owned()) }))
+        }
+        "FAILED" => {
+            let reason =
+                status.fail_reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("no reason given").to_owned();
+            Err(PlatformError::Rejected(format!("TikTok could not publish the post: {reason}")))
+        }
+        "SEND_TO_USER_INBOX" => {
+            Err(PlatformError::Rejected("TikTok sent the post to the creator's inbox instead of publishing it".into()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A `status/fetch` answer read as [`TiktokClient::confirm`] reads it, `Err` carrying TikTok's
+/// status words while the post is on its way (the fuzz targets' entry).
+pub(super) fn read_publish_status(body: &[u8], publish_id: &str) -> Result<Result<Published, String>, PlatformError> {
+    let envelope: Envelope = decode::<Tiktok, _>(body, "status/fetch", Effect::Read)?;
+    let status: PublishStatus = open_envelope(envelope, "status/fetch", Effect::Read)?;
+    Ok(settled(&status, publish_id)?.ok_or(status.status))
 }
 
 /// A saved upload plan, borrowed for the chunks' `PUT`s.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{
     Account, Authorization, Grant, Identity, PlatformClient, PlatformError, Published, TokenSet,
-    http::{Dialect, Effect, RegisteredApp, classify_status, json, media_failure, send},
+    http::{Dialect, Effect, RegisteredApp, classify_status, decode, json, media_failure, send},
     oauth::{ClientAuth, Flow, OAuthApp},
 };
 use crate::{
@@ -124,7 +124,7 @@ struct ErrorItem {
 }
 
 /// X's error dialect.
-struct X;
+pub(super) struct X;
 
 impl Dialect for X {
     const NAME: &'static str = "X";
@@ -352,15 +352,29 @@ impl XClient {
             .bearer_auth(token);
         let data: Envelope<MediaData> =
             json::<X, _>(send::<X>(request, Effect::Read).await?, "media STATUS", Effect::Read).await?;
-        match data.data.processing_info {
-            None => Ok(None),
-            Some(info) if info.state == "succeeded" => Ok(None),
-            Some(info) if info.state == "failed" => {
-                let error = info.error.unwrap_or(ProcessingError { message: None, name: None });
-                let words = error.message.or(error.name).unwrap_or_else(|| "no reason given".into());
-                Err(PlatformError::Rejected(format!("X could not process the media: {words}")))
-            }
-            Some(info) => Ok(Some((info.state, info.check_after_secs.map(std::time::Duration::from_secs)))),
-        }
+        processing_outcome(data.data.processing_info)
     }
+}
+
+/// What a STATUS answer's `processing_info` says: `None` when the media is ready, X's state and
+/// when to look again while it processes, X's words when it failed.
+fn processing_outcome(
+    info: Option<ProcessingInfo>,
+) -> Result<Option<(String, Option<std::time::Duration>)>, PlatformError> {
+    match info {
+        None => Ok(None),
+        Some(info) if info.state == "succeeded" => Ok(None),
+        Some(info) if info.state == "failed" => {
+            let error = info.error.unwrap_or(ProcessingError { message: None, name: None });
+            let words = error.message.or(error.name).unwrap_or_else(|| "no reason given".into());
+            Err(PlatformError::Rejected(format!("X could not process the media: {words}")))
+        }
+        Some(info) => Ok(Some((info.state, info.check_after_secs.map(std::time::Duration::from_secs)))),
+    }
+}
+
+/// A media STATUS answer read as [`XClient::media_status`] reads it (the fuzz targets' entry).
+pub(super) fn read_media_status(body: &[u8]) -> Result<Option<(String, Option<std::time::Duration>)>, PlatformError> {
+    let data: Envelope<MediaData> = decode::<X, _>(body, "media STATUS", Effect::Read)?;
+    processing_outcome(data.data.processing_info)
 }
