@@ -25,6 +25,7 @@ mod harness;
 mod herald;
 mod herd;
 mod keys;
+mod limits;
 mod options;
 mod report;
 mod schedule;
@@ -60,6 +61,10 @@ async fn run() -> anyhow::Result<()> {
     }
     if harness.options.scheduling {
         print!("{}", campaign::run(&harness).await?);
+        return Ok(());
+    }
+    if harness.options.limits {
+        print!("{}", limits::run(&harness).await?);
         return Ok(());
     }
     let load_before = report::Machine::load();

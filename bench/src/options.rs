@@ -37,6 +37,8 @@ usage: herd [options]
   --log-dir DIR        where process logs go (default /var/tmp/herd-logs/<run id>)
   --scheduling         instead of a herd, measure scheduling: one request of 1,000 posts
                        x 3 platforms, and 100 concurrent requests of 10 posts
+  --limits             instead of a herd, measure the rate limiter's cost: authenticated
+                       GETs with the limiter off (the ceiling) and on
   --clean              drop every herald_bench_* database and herald-bench-* key left by
                        interrupted runs, then exit
 ";
@@ -82,6 +84,8 @@ pub struct Options {
     pub clean: bool,
     /// Measure scheduling instead of a herd.
     pub scheduling: bool,
+    /// Measure the rate limiter's cost instead of a herd.
+    pub limits: bool,
 }
 
 impl Options {
@@ -118,6 +122,7 @@ impl Options {
                 "--log-dir" => raw.log_dir = Some(PathBuf::from(value()?)),
                 "--clean" => raw.clean = true,
                 "--scheduling" => raw.scheduling = true,
+                "--limits" => raw.limits = true,
                 other => bail!("unknown option {other}\n\n{USAGE}"),
             }
         }
@@ -148,6 +153,7 @@ struct Raw {
     log_dir: Option<PathBuf>,
     clean: bool,
     scheduling: bool,
+    limits: bool,
 }
 
 impl Raw {
@@ -185,6 +191,7 @@ impl Raw {
             log_dir: self.log_dir.unwrap_or_else(|| PathBuf::from("/var/tmp/herd-logs").join(run_id)),
             clean: self.clean,
             scheduling: self.scheduling,
+            limits: self.limits,
         })
     }
 }

@@ -159,6 +159,16 @@ impl ApiClient {
         Scheduled { accepted, failed, first_failure, elapsed: started.elapsed() }
     }
 
+    /// `GET path` as user `user`; the status and how long the answer took.
+    pub async fn get(&self, user: usize, path: &str) -> anyhow::Result<(u16, Duration)> {
+        let token = self.tokens.get(user).context("no token for that user")?;
+        let started = Instant::now();
+        let answer = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.context("GET")?;
+        let status = answer.status().as_u16();
+        answer.bytes().await.context("GET body")?;
+        Ok((status, started.elapsed()))
+    }
+
     /// Sends one schedule body as user `user`; the status and how long the answer took.
     pub async fn post_raw(&self, user: usize, body: &serde_json::Value) -> anyhow::Result<(u16, Duration)> {
         let token = self.tokens.get(user).context("no token for that user")?;

@@ -235,7 +235,8 @@ async fn an_outcome_whose_claim_was_taken_meanwhile_is_not_written_and_is_counte
     app.connect_x("alice").await;
     app.x.set_tweet_delay(Duration::from_millis(1500));
     let post_id = schedule(&app, "alice", "claimed away", Utc::now() + chrono::Duration::seconds(1)).await;
-    tests::wait_until(Duration::from_secs(20), "X to receive the tweet", || async {
+    // The suite runs many apps at once on two cores: the in-process worker may pick up late.
+    tests::wait_until(Duration::from_secs(60), "X to receive the tweet", || async {
         (app.x.requests_to("/2/tweets").len() == 1).then_some(())
     })
     .await;
