@@ -121,8 +121,9 @@ async fn facebook_page_choice_and_publishing() {
     assert_eq!(body["page"], json!({"id": "101", "name": "Herald Cafe", "selected": true}));
     let line = status_of(&app, "alice", "facebook").await;
     assert_eq!((line["status"].as_str(), line["page_name"].as_str()), (Some("active"), Some("Herald Cafe")));
-    let (status, _) = app.get("alice", "/api/v1/auth/social/pages/linkedin").await;
-    assert_eq!(status, 400);
+    let (status, body) = app.get("alice", "/api/v1/auth/social/pages/linkedin").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("validation_failed")), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("do not go to a Page")), "{body}");
 
     let (status, body) = app.post("alice", "/api/v1/posts/schedule", &schedule).await;
     assert_eq!(status, 201, "{body}");
