@@ -1,5 +1,6 @@
-//! Key rotation: re-encrypts every stored secret with the first key of
-//! `SOCIAL_TOKEN_ENCRYPTION_KEY` (`api rotate-keys`).
+//! Key rotation: re-encrypts every stored secret (platform tokens, webhook signing secrets, PKCE
+//! verifiers of pending authorizations) with the first key of `SOCIAL_TOKEN_ENCRYPTION_KEY`
+//! (`api rotate-keys`).
 //!
 //! Rows are handled in batches in primary-key order, each secret column re-encrypted only when
 //! the first key did not make it, and each row written with one conditional `UPDATE` that
@@ -11,7 +12,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, se
 
 use crate::{
     App, Error,
-    db::entities::{connection, oauth_state},
+    db::entities::{connection, oauth_state, webhook_endpoint},
 };
 
 /// What a rotation did.
@@ -84,6 +85,42 @@ pub async fn rotate(app: &App, batch: u64) -> Result<Rotation, Error> {
             }
             if let Some(v) = page {
                 update = update.col_expr(connection::Column::PageAccessToken, Expr::value(v));
+            }
+            if update.exec(&app.db).await?.rows_affected == 0 {
+                report.raced += 1;
+            }
+        }
+    }
+    // Webhook signing secrets, and the one a secret rotation keeps signing with for a while.
+    let mut after = String::new();
+    loop {
+        let rows = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::Id.gt(after.clone()))
+            .order_by_asc(webhook_endpoint::Column::Id)
+            .limit(batch)
+            .all(&app.db)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id.clone();
+        for row in rows {
+            report.rows += 1;
+            let secret = rotate_one(app, &Some(row.secret.clone()), &mut report);
+            let previous = rotate_one(app, &row.previous_secret, &mut report);
+            if secret.is_none() && previous.is_none() {
+                continue;
+            }
+            let mut update = webhook_endpoint::Entity::update_many()
+                .filter(webhook_endpoint::Column::Id.eq(row.id.clone()))
+                .filter(webhook_endpoint::Column::Secret.eq(row.secret.clone()));
+            update = match &row.previous_secret {
+                Some(v) => update.filter(webhook_endpoint::Column::PreviousSecret.eq(v.clone())),
+                None => update.filter(webhook_endpoint::Column::PreviousSecret.is_null()),
+            };
+            if let Some(Some(v)) = secret {
+                update = update.col_expr(webhook_endpoint::Column::Secret, Expr::value(v));
+            }
+            if let Some(v) = previous {
+                update = update.col_expr(webhook_endpoint::Column::PreviousSecret, Expr::value(v));
             }
             if update.exec(&app.db).await?.rows_affected == 0 {
                 report.raced += 1;

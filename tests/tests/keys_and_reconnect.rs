@@ -104,3 +104,55 @@ async fn rotate_keys_reencrypts_everything_and_resumes() {
     assert_eq!(secrets(&app).await, after);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_keys_reencrypts_webhook_secrets_and_the_previous_one() {
+    let app = TestApp::spawn(Mode::Production).await;
+    let hook = |url: &str| serde_json::json!({"url": url});
+    let (status, created) = app.post("alice", "/api/v1/webhooks", &hook("http://127.0.0.1:9/a")).await;
+    assert_eq!(status, 201, "{created}");
+    let first = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let (status, _) = app.post("bob", "/api/v1/webhooks", &hook("http://127.0.0.1:9/b")).await;
+    assert_eq!(status, 201);
+    // Alice rotates her signing secret: the old one keeps signing, so it is stored too.
+    let (status, rotated) =
+        app.post("alice", &format!("/api/v1/webhooks/{first}/rotate-secret"), &serde_json::json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let stored = || async {
+        let rows = app.query("SELECT id, secret, previous_secret FROM webhook_endpoints ORDER BY id").await;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("", "id").expect("id");
+                let secret: String = r.try_get("", "secret").expect("secret");
+                (id, secret, r.try_get::<Option<String>>("", "previous_secret").expect("previous"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = stored().await;
+    let old_key = app.settings.token_encryption_keys.expose().to_owned();
+    let new_key = fernet::Fernet::generate_key();
+    let old = TokenCipher::new(&Secret::new(old_key.clone())).expect("old");
+    let new = TokenCipher::new(&Secret::new(new_key.clone())).expect("new");
+
+    let mut settings: Settings = app.settings.clone();
+    settings.token_encryption_keys = Secret::new(format!("{new_key},{old_key}"));
+    let rotating = App::start(settings, Schema::RequireCurrent).await.expect("app with both keys");
+    let report = shared::keys::rotate(&rotating, 1).await.expect("rotate");
+    assert_eq!((report.rows, report.reencrypted, report.undecryptable), (2, 3, 0), "{report:?}");
+
+    // Each secret opens with the new key alone and is the secret it was; the one shown at
+    // rotation is the current one.
+    let after = stored().await;
+    for ((id, s0, p0), (_, s1, p1)) in before.iter().zip(&after) {
+        assert_eq!(new.decrypt(s1).expect("new key"), old.decrypt(s0).expect("old key"), "{id}");
+        assert_eq!(
+            p1.as_deref().map(|p| new.decrypt(p).expect("new key")),
+            p0.as_deref().map(|p| old.decrypt(p).expect("old key")),
+            "{id}"
+        );
+    }
+    let current = &after.iter().find(|(id, _, _)| *id == first).expect("alice's").1;
+    assert_eq!(new.decrypt(current).expect("new key"), rotated["secret"].as_str().expect("secret"));
+    assert_eq!(shared::keys::rotate(&rotating, 100).await.expect("rerun").reencrypted, 0);
+    app.stop().await;
+}
