@@ -310,3 +310,55 @@ async fn another_users_webhooks_are_invisible() {
     assert_eq!(status, 204);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_is_delivered_as_connection_expired_only_to_who_asked() {
+    let app = TestApp::spawn_with(Mode::Production, fast).await;
+    let receiver = Receiver::start().await;
+    let (webhook, secret) = register(&app, "alice", &receiver.url, &["connection.expired"]).await;
+    app.connect_x("alice").await;
+    // X refuses a refresh token it already rotated (the fake, like X, refuses reuse): keep the
+    // first one, let a refresh rotate it, then put it back and make the next post refresh.
+    let stored = || async {
+        let row =
+            app.query("SELECT refresh_token FROM social_media_connections").await.into_iter().next().expect("row");
+        row.try_get::<String>("", "refresh_token").expect("refresh token")
+    };
+    let expire = || async {
+        app.x.expire_access_tokens();
+        let at = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+        app.exec(&format!("UPDATE social_media_connections SET token_expires_at = '{at}'")).await;
+    };
+    let old = stored().await;
+    expire().await;
+    let first = schedule(&app, "alice", "first").await;
+    assert_eq!(app.wait_for_post("alice", &first, TERMINAL, Duration::from_secs(30)).await["status"], "posted");
+    app.exec(&format!("UPDATE social_media_connections SET refresh_token = '{old}'")).await;
+    expire().await;
+    let second = schedule(&app, "alice", "second").await;
+    assert_eq!(app.wait_for_post("alice", &second, TERMINAL, Duration::from_secs(30)).await["status"], "failed");
+
+    let got = received(&receiver, 1, Duration::from_secs(30)).await;
+    let event = body(&got[0]);
+    assert_eq!(verify(&secret, &got[0]), 1);
+    assert_eq!(event["type"], "connection.expired", "{event}");
+    assert_eq!(
+        (event["data"]["platform"].as_str(), event["data"]["connection_status"].as_str()),
+        (Some("twitter"), Some("expired"))
+    );
+    assert!(event["data"]["last_error"].as_str().is_some_and(|e| e.contains("reconnect")), "{event}");
+    assert!(!got[0].body.contains(&old) && !got[0].body.contains("refresh_token"), "{event}");
+    // A ping sent now arrives after anything due before it: then the published, the failed and a
+    // second expired event would all have arrived, had they been sent.
+    let (status, ping) = app.post("alice", &format!("/api/v1/webhooks/{webhook}/test"), &json!({})).await;
+    assert_eq!(status, 202, "{ping}");
+    let ping_id = ping["id"].as_str().expect("ping id").to_owned();
+    tests::wait_until(Duration::from_secs(20), "the ping", || async {
+        receiver.deliveries().iter().any(|d| d.headers.get("webhook-id") == Some(&ping_id)).then_some(())
+    })
+    .await;
+    let types: Vec<String> =
+        receiver.deliveries().iter().map(|d| body(d)["type"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(types, ["connection.expired", "webhook.test"]);
+    app.stop().await;
+}
