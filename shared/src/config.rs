@@ -233,6 +233,9 @@ pub struct WebhookSettings {
     /// How long the secret before a rotation still signs (`WEBHOOK_ROTATION_OVERLAP_SECS`,
     /// default 24 h).
     pub rotation_overlap: Duration,
+    /// Finished deliveries (succeeded or dead), their attempts and their events are deleted this
+    /// long after they finished (`WEBHOOK_RETENTION_DAYS`, default 30).
+    pub retention: Duration,
 }
 
 /// Media fetching and the waits of multi-step publishing (DESIGN §10, §12).
@@ -424,6 +427,7 @@ impl Settings {
                 timeout: Duration::from_secs(parse_or(&env, "WEBHOOK_TIMEOUT_SECS", 15u64)?.max(1)),
                 retry_scale: parse_or(&env, "WEBHOOK_RETRY_SCALE", 1.0f64)?.max(0.0),
                 disable_after: Duration::from_secs(parse_or(&env, "WEBHOOK_DISABLE_AFTER_SECS", 5 * 86_400u64)?),
+                retention: Duration::from_secs(86_400 * parse_or(&env, "WEBHOOK_RETENTION_DAYS", 30u64)?.max(1)),
                 rotation_overlap: Duration::from_secs(parse_or(&env, "WEBHOOK_ROTATION_OVERLAP_SECS", 86_400u64)?),
             },
         })

@@ -237,6 +237,13 @@ async fn push_soon(app: &App, delivery: &webhook_delivery::Model) {
     }
 }
 
+/// Deletes the history past `WEBHOOK_RETENTION_DAYS` (finished deliveries, their attempts and
+/// events), a batch at a time; the refresh sweep calls it. Returns the deliveries deleted.
+pub async fn prune(app: &App) -> Result<u64, DbErr> {
+    let retention = Duration::from_std(app.settings.webhooks.retention).unwrap_or(Duration::days(30));
+    store::prune(&app.db, Utc::now() - retention, BATCH).await
+}
+
 /// One dispatcher round's share of webhooks: new events fanned out into deliveries, then due
 /// deliveries pushed into the queue, up to `room` jobs. Returns how many were pushed.
 pub async fn dispatch(app: &App, room: u64) -> Result<usize, Error> {

@@ -362,3 +362,71 @@ async fn a_refused_refresh_is_delivered_as_connection_expired_only_to_who_asked(
     assert_eq!(types, ["connection.expired", "webhook.test"]);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_history_past_its_retention_is_pruned_and_nothing_else() {
+    // The default retry schedule: a refused delivery stays pending for its next attempt.
+    let app = TestApp::spawn(Mode::Production).await;
+    let receiver = Receiver::start().await;
+    let (webhook, _) = register(&app, "alice", &receiver.url, &[]).await;
+    let (refusing, _) = register(&app, "alice", "http://127.0.0.1:9/refused", &[]).await;
+    let mut pings = Vec::new();
+    for endpoint in [&webhook, &webhook, &refusing] {
+        let (status, ping) = app.post("alice", &format!("/api/v1/webhooks/{endpoint}/test"), &json!({})).await;
+        assert_eq!(status, 202, "{ping}");
+        pings.push(ping["id"].as_str().expect("id").to_owned());
+    }
+    let (old, recent, waiting) = (&pings[0], &pings[1], &pings[2]);
+    tests::wait_until(Duration::from_secs(30), "two deliveries and one refused attempt", || async {
+        let row = |id: &str| format!("SELECT count(*)::bigint AS n FROM webhook_attempts WHERE delivery_id = '{id}'");
+        let mut ready = true;
+        for id in [old, recent, waiting] {
+            ready &= app.query(&row(id)).await[0].try_get::<i64>("", "n").expect("n") > 0;
+        }
+        ready.then_some(())
+    })
+    .await;
+    assert_eq!(delivery_status(&app, old).await.as_deref(), Some("succeeded"));
+    assert_eq!(delivery_status(&app, waiting).await.as_deref(), Some("pending"));
+    // Two of them finished long ago, as far as the rows say: one succeeded, one still pending.
+    let event_of = |id: &str| format!("(SELECT event_id FROM webhook_deliveries WHERE id = '{id}')");
+    for id in [old, waiting] {
+        let past = (Utc::now() - chrono::Duration::days(40)).to_rfc3339();
+        app.exec(&format!(
+            "UPDATE webhook_events SET created_at = '{past}', fanned_out_at = '{past}' WHERE id = {}",
+            event_of(id)
+        ))
+        .await;
+        app.exec(&format!(
+            "UPDATE webhook_deliveries SET updated_at = '{past}', created_at = '{past}' WHERE id = '{id}'"
+        ))
+        .await;
+    }
+    let old_event: String = app.query(&format!("SELECT event_id FROM webhook_deliveries WHERE id = '{old}'")).await[0]
+        .try_get("", "event_id")
+        .expect("event");
+    // The sweep (every second here) deletes the old finished delivery, its attempts and then its
+    // event; once the event is gone, that pass has looked at every row.
+    tests::wait_until(Duration::from_secs(30), "the old delivery and its event pruned", || async {
+        let gone = app.query(&format!("SELECT 1 FROM webhook_events WHERE id = '{old_event}'")).await.is_empty();
+        gone.then_some(())
+    })
+    .await;
+    assert_eq!(delivery_status(&app, old).await, None);
+    let attempts = app.query(&format!("SELECT 1 FROM webhook_attempts WHERE delivery_id = '{old}'")).await;
+    assert!(attempts.is_empty(), "its attempts went with it");
+    assert_eq!(delivery_status(&app, recent).await.as_deref(), Some("succeeded"), "a recent delivery is kept");
+    assert_eq!(
+        delivery_status(&app, waiting).await.as_deref(),
+        Some("pending"),
+        "a pending delivery is kept, however old"
+    );
+    let listed = deliveries(&app, "alice", &webhook).await;
+    assert_eq!(listed.iter().map(|d| d["id"].as_str().unwrap_or("")).collect::<Vec<_>>(), [recent.as_str()]);
+    app.stop().await;
+}
+
+async fn delivery_status(app: &TestApp, id: &str) -> Option<String> {
+    let sql = format!("SELECT status FROM webhook_deliveries WHERE id = '{id}'");
+    app.query(&sql).await.first().map(|r| r.try_get::<String>("", "status").expect("status"))
+}

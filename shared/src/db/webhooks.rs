@@ -534,3 +534,44 @@ pub async fn stamp_one(db: &DatabaseConnection, id: &str, now: DateTime<Utc>) ->
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Deletes up to `limit` finished (succeeded or dead) deliveries last changed before `cutoff`
+/// with their attempts, then the events fanned out before `cutoff` that no delivery refers to.
+/// Returns the deliveries deleted. Pending and retrying deliveries are never touched.
+pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
+    use webhook_delivery::Column as D;
+    let finished = [DeliveryStatus::Succeeded, DeliveryStatus::Dead];
+    let ids: Vec<String> = webhook_delivery::Entity::find()
+        .select_only()
+        .column(D::Id)
+        .filter(D::Status.is_in(finished))
+        .filter(D::UpdatedAt.lt(cutoff))
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut deleted = 0;
+    if !ids.is_empty() {
+        let txn = db.begin().await?;
+        webhook_attempt::Entity::delete_many()
+            .filter(webhook_attempt::Column::DeliveryId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        // Still finished and old: a replay since the read made it pending again.
+        deleted = webhook_delivery::Entity::delete_many()
+            .filter(D::Id.is_in(ids))
+            .filter(D::Status.is_in(finished))
+            .filter(D::UpdatedAt.lt(cutoff))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+    }
+    let referenced = sea_orm::sea_query::Query::select().column(D::EventId).from(webhook_delivery::Entity).to_owned();
+    webhook_event::Entity::delete_many()
+        .filter(webhook_event::Column::FannedOutAt.lt(cutoff))
+        .filter(webhook_event::Column::Id.not_in_subquery(referenced))
+        .exec(db)
+        .await?;
+    Ok(deleted)
+}

@@ -49,7 +49,7 @@ pub async fn sweep(app: &App) -> Result<Sweep, shared::db::DbErr> {
     Ok(result)
 }
 
-/// Sweeps every `interval` until `stop` says so.
+/// Sweeps every `interval`, and prunes webhook history, until `stop` says so.
 pub async fn run(app: std::sync::Arc<App>, interval: StdDuration, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,6 +67,12 @@ pub async fn run(app: std::sync::Arc<App>, interval: StdDuration, mut stop: toki
             ),
             Ok(_) => {}
             Err(error) => tracing::error!(error = %error, "refresh sweep failed"),
+        }
+        // Housekeeping on the same clock: webhook history past its retention.
+        match shared::webhooks::prune(&app).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "webhook history pruned"),
+            Err(error) => tracing::error!(error = %error, "webhook pruning failed"),
         }
     }
 }
