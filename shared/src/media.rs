@@ -664,4 +664,31 @@ mod tests {
         assert!(check(Platform::Facebook, &[Some(Mp4), Some(Mp4)]).expect_err("2 videos").contains("alone"));
         assert!(check(Platform::Twitter, &[None, None]).is_ok(), "decided by the bytes later");
     }
+
+    #[tokio::test]
+    async fn the_guarded_client_never_connects_to_a_name_that_resolves_privately() {
+        // A name the URL check would let through if it looked only at the text, resolving to
+        // loopback: the resolver refuses it on the connection itself, so nothing connects.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = guarded_client(false, Duration::from_secs(5), reqwest::redirect::Policy::none());
+        let error = client.get(format!("http://localhost:{port}/hook")).send().await.expect_err("refused");
+        let chain = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        assert!(chain.contains("private or reserved"), "{chain}");
+        // The request has failed: a connection, had it been made, would be waiting now.
+        let accepted = tokio::time::timeout(Duration::from_millis(1), listener.accept()).await;
+        assert!(accepted.is_err(), "the client connected to loopback");
+        // The same client with the switch on does connect (the test can tell).
+        let open = guarded_client(true, Duration::from_secs(5), reqwest::redirect::Policy::none());
+        let request = tokio::spawn(async move { open.get(format!("http://localhost:{port}/hook")).send().await });
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("a connection")
+            .expect("accept");
+        drop(stream);
+        let _ = request.await;
+    }
 }

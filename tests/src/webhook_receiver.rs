@@ -54,6 +54,11 @@ impl Receiver {
         self.script.lock().expect("script").extend(answers.iter().copied());
     }
 
+    /// Forgets the scripted answers not given yet: 200 from now on.
+    pub fn reset(&self) {
+        self.script.lock().expect("script").clear();
+    }
+
     /// Every delivery received, in order.
     pub fn deliveries(&self) -> Vec<RecordedRequest> {
         self.requests_to("/hook")

@@ -430,3 +430,67 @@ async fn delivery_status(app: &TestApp, id: &str) -> Option<String> {
     let sql = format!("SELECT status FROM webhook_deliveries WHERE id = '{id}'");
     app.query(&sql).await.first().map(|r| r.try_get::<String>("", "status").expect("status"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_deliveries_by_outcome_and_show_the_pending_ones() {
+    // Embedded: the in-process worker's counters are the api's `/metrics`.
+    let app = TestApp::spawn(Mode::Embedded).await;
+    let receiver = Receiver::start().await;
+    let (good, _) = register(&app, "alice", &receiver.url, &[]).await;
+    let (refusing, _) = register(&app, "alice", "http://127.0.0.1:9/refused", &[]).await;
+    for endpoint in [&good, &refusing] {
+        let (status, ping) = app.post("alice", &format!("/api/v1/webhooks/{endpoint}/test"), &json!({})).await;
+        assert_eq!(status, 202, "{ping}");
+    }
+    let metrics = tests::wait_until(Duration::from_secs(30), "both attempts counted", || async {
+        let text = app.http.get(app.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        let counted = text.contains("herald_webhook_delivery_attempts_total{state=\"succeeded\"} 1")
+            && text.contains("herald_webhook_delivery_attempts_total{state=\"retrying\"} 1");
+        counted.then_some(text)
+    })
+    .await;
+    // The refused one waits for its next attempt: one pending, created a moment ago.
+    let gauge = |name: &str| {
+        metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert_eq!(gauge("herald_webhook_pending_deliveries"), Some(1.0), "{metrics}");
+    let oldest = gauge("herald_webhook_oldest_pending_age_seconds").expect("oldest pending age");
+    assert!((0.0..60.0).contains(&oldest), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_longer_than_the_limit_is_disabled_until_re_enabled() {
+    // The day-long schedule in about ten seconds, and "failing for days" as two seconds.
+    let app = TestApp::spawn_with(Mode::Production, |env| {
+        fast(env);
+        env.insert("WEBHOOK_DISABLE_AFTER_SECS".into(), "2".into());
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let (webhook, _) = register(&app, "alice", &receiver.url, &[]).await;
+    receiver.answer(&[(500, Duration::ZERO); 20]);
+    app.post("alice", &format!("/api/v1/webhooks/{webhook}/test"), &json!({})).await;
+    let endpoint = tests::wait_until(Duration::from_secs(30), "the endpoint to be disabled", || async {
+        let (_, endpoint) = app.get("alice", &format!("/api/v1/webhooks/{webhook}")).await;
+        (endpoint["enabled"] == false).then_some(endpoint)
+    })
+    .await;
+    assert!(endpoint["disabled_reason"].as_str().is_some_and(|r| r.starts_with("every delivery failed")), "{endpoint}");
+    // Disabled by the rule, not at the end of the schedule (eight attempts), nor at once.
+    let listed = deliveries(&app, "alice", &webhook).await;
+    let attempts = listed[0]["attempts"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed[0]["status"], "dead", "{listed:?}");
+    assert!((2..8).contains(&attempts), "{attempts} attempts: {listed:?}");
+    let (status, enabled) = app.post("alice", &format!("/api/v1/webhooks/{webhook}/enable"), &json!({})).await;
+    assert_eq!((status, &enabled["enabled"]), (200, &json!(true)), "{enabled}");
+    receiver.reset();
+    let (status, _) = app.post("alice", &format!("/api/v1/webhooks/{webhook}/test"), &json!({})).await;
+    assert_eq!(status, 202);
+    tests::wait_until(Duration::from_secs(20), "a delivery after re-enabling", || async {
+        let listed = deliveries(&app, "alice", &webhook).await;
+        listed.iter().any(|d| d["status"] == "succeeded").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
