@@ -494,3 +494,33 @@ async fn an_endpoint_failing_for_longer_than_the_limit_is_disabled_until_re_enab
     .await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failed_attempt_and_is_never_followed() {
+    let app = TestApp::spawn_with(Mode::Production, fast).await;
+    // The endpoint answers every delivery with a redirect to another receiver.
+    let target = Receiver::start().await;
+    let location = target.url.clone();
+    let redirect = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .status(poem::http::StatusCode::TEMPORARY_REDIRECT)
+            .header("location", location.clone())
+            .finish()
+    });
+    let base =
+        tests::serve_fake(poem::Route::new().at("/hook", poem::post(redirect)), tests::Recorder::default()).await;
+    let (webhook, _) = register(&app, "alice", &format!("{base}/hook"), &[]).await;
+    let (status, _) = app.post("alice", &format!("/api/v1/webhooks/{webhook}/test"), &json!({})).await;
+    assert_eq!(status, 202);
+    // Every attempt of the (compressed) schedule is made and fails with the 307.
+    let dead = tests::wait_until(Duration::from_secs(40), "the delivery to die", || async {
+        let listed = deliveries(&app, "alice", &webhook).await;
+        listed.into_iter().find(|d| d["status"] == "dead")
+    })
+    .await;
+    let attempts = dead["attempts"].as_array().expect("attempts");
+    assert!(attempts.len() > 1 && attempts.iter().all(|a| a["status_code"] == 307), "{dead}");
+    // All of them are over: had one followed the redirect, the target would have it.
+    assert!(target.deliveries().is_empty(), "a redirect was followed");
+    app.stop().await;
+}
