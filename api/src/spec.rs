@@ -23,8 +23,9 @@ const CAMPAIGN_ID: &str = "^[A-Za-z0-9._:-]{1,128}$";
 /// mappings keep poem-openapi's order (serde_json's sort their keys).
 pub fn complete(spec: &str) -> Value {
     let mut doc: Value = serde_json::from_str(spec).unwrap_or_default();
-    close_request_objects(&mut doc);
-    name_values(&mut doc);
+    let requests = request_schemas(&doc);
+    close_request_objects(&mut doc, &requests);
+    name_values(&mut doc, &requests);
     add_links(&mut doc);
     doc
 }
@@ -99,9 +100,9 @@ fn schema_mut<'a>(doc: &'a mut Value, name: &str) -> Option<&'a mut Value> {
     doc.get_mut("components")?.get_mut("schemas")?.get_mut(name)
 }
 
-fn close_request_objects(doc: &mut Value) {
-    for name in request_schemas(doc) {
-        let Some(schema) = schema_mut(doc, &name) else { continue };
+fn close_request_objects(doc: &mut Value, requests: &[String]) {
+    for name in requests {
+        let Some(schema) = schema_mut(doc, name) else { continue };
         if schema["type"].as_str() != Some("object") || schema.get("properties").is_none() {
             continue;
         }
@@ -122,9 +123,9 @@ fn close_request_objects(doc: &mut Value) {
     }
 }
 
-fn name_values(doc: &mut Value) {
-    for name in request_schemas(doc) {
-        let Some(properties) = schema_mut(doc, &name).and_then(|s| s.get_mut("properties")) else { continue };
+fn name_values(doc: &mut Value, requests: &[String]) {
+    for name in requests {
+        let Some(properties) = schema_mut(doc, name).and_then(|s| s.get_mut("properties")) else { continue };
         let Some(properties) = properties.as_mapping_mut() else { continue };
         for (field, schema) in properties.iter_mut() {
             match (name.as_str(), field.as_str().unwrap_or_default()) {

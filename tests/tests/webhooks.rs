@@ -47,6 +47,15 @@ async fn received(receiver: &Receiver, n: usize, timeout: Duration) -> Vec<tests
     .await
 }
 
+/// Waits until Alice's endpoint `webhook` is disabled; returns it as the API shows it.
+async fn disabled(app: &TestApp, webhook: &str, timeout: Duration) -> Value {
+    tests::wait_until(timeout, "the endpoint to be disabled", || async {
+        let (_, endpoint) = app.get("alice", &format!("/api/v1/webhooks/{webhook}")).await;
+        (endpoint["enabled"] == false).then_some(endpoint)
+    })
+    .await
+}
+
 async fn deliveries(app: &TestApp, user: &str, webhook: &str) -> Vec<Value> {
     let (status, body) = app.get(user, &format!("/api/v1/webhooks/{webhook}/deliveries")).await;
     assert_eq!(status, 200, "{body}");
@@ -193,11 +202,7 @@ async fn gone_disables_the_endpoint_until_re_enabled() {
     let (webhook, _) = register(&app, "alice", &receiver.url, &[]).await;
     receiver.answer(&[(410, Duration::ZERO)]);
     app.post("alice", &format!("/api/v1/webhooks/{webhook}/test"), &json!({})).await;
-    let endpoint = tests::wait_until(Duration::from_secs(20), "the endpoint to be disabled", || async {
-        let (_, endpoint) = app.get("alice", &format!("/api/v1/webhooks/{webhook}")).await;
-        (endpoint["enabled"] == false).then_some(endpoint)
-    })
-    .await;
+    let endpoint = disabled(&app, &webhook, Duration::from_secs(20)).await;
     assert!(endpoint["disabled_reason"].as_str().expect("reason").contains("410"), "{endpoint}");
     let listed = deliveries(&app, "alice", &webhook).await;
     assert_eq!((listed[0]["status"].as_str(), listed[0]["attempts"].as_array().map(Vec::len)), (Some("dead"), Some(1)));
@@ -471,11 +476,7 @@ async fn an_endpoint_failing_for_longer_than_the_limit_is_disabled_until_re_enab
     let (webhook, _) = register(&app, "alice", &receiver.url, &[]).await;
     receiver.answer(&[(500, Duration::ZERO); 20]);
     app.post("alice", &format!("/api/v1/webhooks/{webhook}/test"), &json!({})).await;
-    let endpoint = tests::wait_until(Duration::from_secs(30), "the endpoint to be disabled", || async {
-        let (_, endpoint) = app.get("alice", &format!("/api/v1/webhooks/{webhook}")).await;
-        (endpoint["enabled"] == false).then_some(endpoint)
-    })
-    .await;
+    let endpoint = disabled(&app, &webhook, Duration::from_secs(30)).await;
     assert!(endpoint["disabled_reason"].as_str().is_some_and(|r| r.starts_with("every delivery failed")), "{endpoint}");
     // Disabled by the rule, not at the end of the schedule (eight attempts), nor at once.
     let listed = deliveries(&app, "alice", &webhook).await;
