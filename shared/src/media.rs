@@ -22,6 +22,8 @@ use serde::Serialize;
 
 use crate::domain::{Platform, ValidationError};
 
+pub mod mp4;
+
 /// Media URLs one post may carry, whatever the platform.
 pub const MAX_MEDIA_PER_POST: usize = 35;
 /// Longest media URL accepted.
@@ -30,6 +32,10 @@ const MAX_URL_LEN: usize = 2048;
 const MAX_REDIRECTS: usize = 5;
 /// Bytes read to tell a file's type.
 const SNIFF_BYTES: usize = 32;
+/// Bytes asked for by each ranged read while looking for a video's duration.
+const BOX_READ_BYTES: u64 = 64 * 1024;
+/// Ranged reads made at most while looking for it: each skips one box too large for a read.
+const BOX_READS: usize = 8;
 
 /// Image or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -387,6 +393,20 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// Follows up to [`MAX_REDIRECTS`] redirects, each hop's URL checked by the address rules before
+/// anything connects to it.
+fn redirect_policy(allow_private: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        match check_url(attempt.url(), allow_private) {
+            Ok(()) => attempt.follow(),
+            Err(reason) => attempt.error(format!("redirected to a URL that {reason}")),
+        }
+    })
+}
+
 /// A client for users' URLs (media, webhook endpoints): no proxy, a total time limit, the given
 /// redirect policy, and, unless `allow_private`, the [`PublicOnly`] resolver, so the address
 /// checked is the address connected to.
@@ -426,16 +446,7 @@ pub struct Download {
 impl MediaFetcher {
     /// A fetcher; `allow_private` is `MEDIA_ALLOW_PRIVATE`, `timeout` the total time of a fetch.
     pub fn new(allow_private: bool, timeout: Duration) -> Self {
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
-            }
-            match check_url(attempt.url(), allow_private) {
-                Ok(()) => attempt.follow(),
-                Err(reason) => attempt.error(format!("redirected to a URL that {reason}")),
-            }
-        });
-        Self { client: guarded_client(allow_private, timeout, policy), allow_private }
+        Self { client: guarded_client(allow_private, timeout, redirect_policy(allow_private)), allow_private }
     }
 
     /// Opens `url` and reads enough to tell its type: refused unless `limits` take that format
@@ -448,6 +459,40 @@ impl MediaFetcher {
     /// rules, and the type and size from the first bytes (a ranged request), nothing more read.
     pub async fn probe(&self, url: &str, limits: &Limits) -> Result<Download, MediaError> {
         self.start(url, limits, true).await
+    }
+
+    /// The duration an MP4 or QuickTime video's movie header gives ([`mp4`]), found by a few
+    /// ranged reads that skip the boxes before it, whether it comes before the media or after it;
+    /// the same address rules. `None` when the server does not answer ranges or the file tells
+    /// no duration within [`BOX_READS`] reads: the platform then judges the length itself.
+    pub async fn video_duration(&self, url: &str) -> Result<Option<Duration>, MediaError> {
+        let (parsed, _) = parse_url(url, self.allow_private).map_err(MediaError::Refused)?;
+        let shown = shorten(url);
+        let mut offset = 0u64;
+        for _ in 0..BOX_READS {
+            let range = format!("bytes={offset}-{}", offset.saturating_add(BOX_READ_BYTES - 1));
+            let request = self.client.get(parsed.clone()).header(reqwest::header::RANGE, range);
+            let mut response = request.send().await.map_err(|error| fetch_error(&shown, &error))?;
+            if response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+                return Ok(None);
+            }
+            let size = file_size(&response).unwrap_or(u64::MAX);
+            // A server that sends more than was asked for is not read past the read's size.
+            let mut bytes = Vec::new();
+            while (bytes.len() as u64) < BOX_READ_BYTES {
+                match response.chunk().await.map_err(|error| fetch_error(&shown, &error))? {
+                    Some(chunk) => bytes.extend_from_slice(&chunk),
+                    None => break,
+                }
+            }
+            bytes.truncate(BOX_READ_BYTES as usize);
+            match mp4::walk(&bytes, offset) {
+                mp4::Walk::Duration(duration) => return Ok(Some(duration)),
+                mp4::Walk::Next(next) if next > offset && next < size => offset = next,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn start(&self, url: &str, limits: &Limits, probe: bool) -> Result<Download, MediaError> {
@@ -468,13 +513,7 @@ impl MediaFetcher {
             });
         }
         let length = if status == reqwest::StatusCode::PARTIAL_CONTENT {
-            // `Content-Range: bytes 0-31/12345`: the whole file's size after the slash.
-            response
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit('/').next())
-                .and_then(|v| v.parse().ok())
+            file_size(&response)
         } else {
             response.content_length()
         };
@@ -517,6 +556,12 @@ impl MediaFetcher {
         download.read = download.buffer.len() as u64;
         Ok(download)
     }
+}
+
+/// The whole file's size a ranged answer gives: `Content-Range: bytes 0-31/12345`.
+fn file_size(response: &reqwest::Response) -> Option<u64> {
+    let range = response.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    range.rsplit('/').next()?.parse().ok()
 }
 
 fn fetch_error(url: &str, error: &reqwest::Error) -> MediaError {
@@ -690,5 +735,64 @@ mod tests {
             .expect("accept");
         drop(stream);
         let _ = request.await;
+    }
+
+    /// Answers every request on `listener` with a `302` to `to`.
+    async fn redirect_to(listener: tokio::net::TcpListener, to: String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let answer =
+                format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn every_redirect_hop_is_held_to_the_address_rules_before_connecting() {
+        // The first hop is a local server, reached by a client whose resolver lets it through
+        // (no public https server can be started here); the fetcher's redirect policy, with the
+        // rules on, judges where it sends the request next.
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = target.local_addr().expect("addr").port();
+        let client = guarded_client(true, Duration::from_secs(5), redirect_policy(false));
+        for to in [
+            format!("https://127.0.0.1:{port}/a.jpg"),
+            format!("https://localhost:{port}/a.jpg"),
+            format!("http://127.0.0.1:{port}/a.jpg"),
+            "https://169.254.169.254/latest/meta-data/a.jpg".to_owned(),
+            "https://[::ffff:10.0.0.1]/a.jpg".to_owned(),
+        ] {
+            let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let url = format!("http://127.0.0.1:{}/start.jpg", first.local_addr().expect("addr").port());
+            let server = tokio::spawn(redirect_to(first, to.clone()));
+            let error = client.get(url).send().await.expect_err("the redirect is refused");
+            server.abort();
+            assert!(error.is_redirect(), "{to}: {error}");
+            let shown = fetch_error("start.jpg", &error).to_string();
+            assert!(shown.contains("redirected to a URL that") && shown.contains("refused"), "{to}: {shown}");
+            // The request has failed: a connection to the next hop, had it been made, would be
+            // waiting now.
+            let accepted = tokio::time::timeout(Duration::from_millis(1), target.accept()).await;
+            assert!(accepted.is_err(), "{to}: the redirect was followed");
+        }
+        // With the switch on the same redirect is followed (the test can tell).
+        let open = guarded_client(true, Duration::from_secs(5), redirect_policy(true));
+        let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://127.0.0.1:{}/start.jpg", first.local_addr().expect("addr").port());
+        let server = tokio::spawn(redirect_to(first, format!("http://127.0.0.1:{port}/a.jpg")));
+        let request = tokio::spawn(async move { open.get(url).send().await });
+        let (stream, _) =
+            tokio::time::timeout(Duration::from_secs(5), target.accept()).await.expect("followed").expect("accept");
+        drop(stream);
+        let _ = request.await;
+        server.abort();
     }
 }

@@ -58,6 +58,8 @@ const DEFAULT_PRIVACY_OPTIONS: [&str; 4] =
     ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"];
 /// How many "processing" answers `status/fetch` gives, once the media is in, until a test changes it.
 const DEFAULT_POLLS_BEFORE_COMPLETE: u32 = 2;
+/// `max_video_post_duration_sec` until [`FakeTiktok::set_max_video_seconds`] says otherwise.
+const DEFAULT_MAX_VIDEO_SECONDS: u64 = 600;
 /// Video and photo inits allowed per access token in any 60 seconds.
 const INITS_PER_MINUTE: usize = 6;
 const MIB: u64 = 1024 * 1024;
@@ -292,6 +294,8 @@ struct State {
     base_url: String,
     http: reqwest::Client,
     privacy_options: Vec<String>,
+    /// `max_video_post_duration_sec` of `creator_info/query`.
+    max_video_seconds: u64,
     unaudited: bool,
     verified_prefixes: Vec<String>,
     polls_before_complete: u32,
@@ -672,6 +676,7 @@ impl FakeTiktok {
         let state = Arc::new(Mutex::new(State {
             privacy_options: DEFAULT_PRIVACY_OPTIONS.iter().map(|o| (*o).to_owned()).collect(),
             polls_before_complete: DEFAULT_POLLS_BEFORE_COMPLETE,
+            max_video_seconds: DEFAULT_MAX_VIDEO_SECONDS,
             next_post_id: FIRST_POST_ID,
             http: reqwest::Client::builder().no_proxy().build().expect("download client"),
             ..State::default()
@@ -754,6 +759,11 @@ impl FakeTiktok {
     /// Sets `privacy_level_options` of `creator_info/query` (inits must use one of them).
     pub fn set_privacy_options(&self, options: &[&str]) {
         self.state.lock().expect("fake state").privacy_options = options.iter().map(|o| (*o).to_owned()).collect();
+    }
+
+    /// Sets `max_video_post_duration_sec` of `creator_info/query`.
+    pub fn set_max_video_seconds(&self, seconds: u64) {
+        self.state.lock().expect("fake state").max_video_seconds = seconds;
     }
 
     /// Makes the app unaudited (true) or audited: unaudited, any privacy but SELF_ONLY is refused.
@@ -1027,7 +1037,7 @@ fn creator_info(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
             "comment_disabled": false,
             "duet_disabled": false,
             "stitch_disabled": false,
-            "max_video_post_duration_sec": 600,
+            "max_video_post_duration_sec": state.max_video_seconds,
         }),
     )
 }

@@ -15,7 +15,9 @@
 //!
 //! Options on any media path: `length=none` (no `Content-Length`: chunked transfer),
 //! `abort_after=N` (the connection is cut after `N` body bytes), `content_type=…` (another
-//! `Content-Type` for the same bytes).
+//! `Content-Type` for the same bytes). On a video, `seconds=S` ends the file with a movie box
+//! (`moov` holding an `mvhd` of `S` seconds) after the media, as files not made for streaming
+//! have it; without it a video has no movie box and tells no duration.
 
 use std::{
     collections::HashMap,
@@ -103,8 +105,9 @@ impl Kind {
         if self.is_video() { DEFAULT_VIDEO_BYTES } else { DEFAULT_IMAGE_BYTES }
     }
 
-    /// The bytes a file of this kind starts with, for a file of `total` bytes.
-    fn header(self, total: u64) -> Vec<u8> {
+    /// The bytes a file of this kind starts with, for a file of `total` bytes that ends with
+    /// `tail` bytes after its media.
+    fn header(self, total: u64, tail: u64) -> Vec<u8> {
         let side = IMAGE_SIDE;
         let mut out = Vec::new();
         match self {
@@ -150,7 +153,7 @@ impl Kind {
                     out.extend_from_slice(&[0x00, 0x00, 0x02, 0x00]);
                     out.extend_from_slice(b"qt  ");
                 }
-                let mdat = total.saturating_sub(out.len() as u64);
+                let mdat = total.saturating_sub(out.len() as u64 + tail);
                 match u32::try_from(mdat) {
                     Ok(size) => {
                         out.extend_from_slice(&size.to_be_bytes());
@@ -167,15 +170,36 @@ impl Kind {
         out
     }
 
-    /// The bytes a file of this kind ends with.
-    fn trailer(self) -> &'static [u8] {
+    /// The bytes a file of this kind ends with; a video of `seconds` ends with its movie box.
+    fn trailer(self, seconds: Option<u32>) -> Vec<u8> {
         match self {
-            Self::Jpeg => &[0xFF, 0xD9],
-            Self::Png => &[0x00, 0x00, 0x00, 0x00, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82],
-            Self::Gif => &[0x3B],
-            Self::Webp | Self::Mp4 | Self::Mov => &[],
+            Self::Jpeg => vec![0xFF, 0xD9],
+            Self::Png => vec![0x00, 0x00, 0x00, 0x00, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82],
+            Self::Gif => vec![0x3B],
+            Self::Webp => Vec::new(),
+            Self::Mp4 | Self::Mov => seconds.map(movie_box).unwrap_or_default(),
         }
     }
+}
+
+/// A `moov` box holding a version 0 `mvhd` (ISO/IEC 14496-12 §8.2.2) of `seconds` at a timescale
+/// of 1000, with the identity matrix and no tracks.
+fn movie_box(seconds: u32) -> Vec<u8> {
+    let mut mvhd = vec![0u8; 4 + 8];
+    mvhd.extend_from_slice(&1000u32.to_be_bytes());
+    mvhd.extend_from_slice(&seconds.saturating_mul(1000).to_be_bytes());
+    mvhd.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+    mvhd.extend_from_slice(&0x0100u16.to_be_bytes());
+    mvhd.extend_from_slice(&[0; 10]);
+    for cell in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
+        mvhd.extend_from_slice(&cell.to_be_bytes());
+    }
+    mvhd.extend_from_slice(&[0; 24]);
+    mvhd.extend_from_slice(&2u32.to_be_bytes());
+    let boxed = |kind: &[u8], body: &[u8]| {
+        [&u32::try_from(body.len() + 8).expect("small box").to_be_bytes()[..], kind, body].concat()
+    };
+    boxed(b"moov", &boxed(b"mvhd", &mvhd))
 }
 
 /// CRC-32 (ISO-HDLC, as PNG uses).
@@ -200,20 +224,19 @@ fn pattern() -> &'static [u8] {
 #[derive(Debug, Clone)]
 enum Content {
     /// Generated media: `head`, then padding, then `tail`, `total` bytes in all.
-    Generated { kind: Kind, total: u64, head: Vec<u8>, tail: &'static [u8] },
+    Generated { kind: Kind, total: u64, head: Vec<u8>, tail: Vec<u8> },
     /// Fixed bytes.
     Fixed { bytes: &'static [u8], content_type: &'static str },
 }
 
 impl Content {
-    fn generated(kind: Kind, total: u64) -> Self {
-        let mut head = kind.header(total);
-        let mut tail = kind.trailer();
+    fn generated(kind: Kind, total: u64, seconds: Option<u32>) -> Self {
+        let mut tail = kind.trailer(seconds);
+        let mut head = kind.header(total, tail.len() as u64);
         if ((head.len() + tail.len()) as u64) > total {
             // Too small for its own structure: the first `total` bytes of header + trailer.
-            head.extend_from_slice(tail);
+            head.append(&mut tail);
             head.truncate(usize::try_from(total).expect("tiny size"));
-            tail = &[];
         }
         Self::Generated { kind, total, head, tail }
     }
@@ -267,16 +290,18 @@ impl Content {
         }
     }
 
-    /// SHA-256 hex of the whole content (cached per kind and size).
+    /// SHA-256 hex of the whole content (cached per kind, size and trailer).
     fn sha256(&self) -> String {
-        static CACHE: OnceLock<Mutex<HashMap<(Kind, u64), String>>> = OnceLock::new();
+        /// Kind, size and trailer: what makes one generated file differ from another.
+        type Key = (Kind, u64, Vec<u8>);
+        static CACHE: OnceLock<Mutex<HashMap<Key, String>>> = OnceLock::new();
         let key = match self {
-            Self::Generated { kind, total, .. } => Some((*kind, *total)),
+            Self::Generated { kind, total, tail, .. } => Some((*kind, *total, tail.clone())),
             Self::Fixed { .. } => None,
         };
         let cache = CACHE.get_or_init(Mutex::default);
-        if let Some(key) = key
-            && let Some(hex) = cache.lock().expect("sha cache").get(&key)
+        if let Some(key) = &key
+            && let Some(hex) = cache.lock().expect("sha cache").get(key)
         {
             return hex.clone();
         }
@@ -319,7 +344,12 @@ fn resolve(file: &str, query: &HashMap<String, String>) -> Result<Content, (u16,
         Some(value) => value.parse().map_err(|_| (400, format!("bad bytes: {value}")))?,
         None => kind.default_bytes(),
     };
-    Ok(Content::generated(kind, total))
+    let seconds = match query.get("seconds") {
+        Some(value) if kind.is_video() => Some(value.parse().map_err(|_| (400, format!("bad seconds: {value}")))?),
+        Some(_) => return Err((400, "seconds is for videos".into())),
+        None => None,
+    };
+    Ok(Content::generated(kind, total, seconds))
 }
 
 /// Splits a URL or a path with query into the media file name and query, for the helpers below.

@@ -128,8 +128,9 @@ async fn pulled_videos_and_photos_are_published_once() {
     assert_eq!(post["platform_post_id"].as_str(), Some(pull.post_id.expect("post id").to_string().as_str()));
     assert_eq!(steps(&app, 0), ["creator_info/query", "video/init", "status/fetch"]);
     let herald: Vec<_> = app.media.requests().into_iter().filter(|r| r.headers.contains_key("range")).collect();
-    assert_eq!(herald.len(), 1, "Herald only probed");
-    assert_eq!(herald[0].headers["range"], "bytes=0-31");
+    let ranges: Vec<&str> = herald.iter().map(|r| r.headers["range"].as_str()).collect();
+    // The first bytes for the type and size, then the boxes for a length: one box, to the end.
+    assert_eq!(ranges, ["bytes=0-31", "bytes=0-65535"], "Herald only probed");
 
     // Three photos, private: pulled in order; TikTok reveals no post id, so the publish id is kept.
     let photos: Vec<String> = ["p1.jpg", "p2.webp", "p3.jpg"].iter().map(|n| app.media.media_url(n, 40_000)).collect();
@@ -196,6 +197,31 @@ async fn tiktok_media_is_refused_with_the_reason() {
     let post = publish_as(&app, "bob", vec![video], "private", options).await;
     assert_eq!(post["status"], "posted", "{post}");
     assert_eq!(app.tiktok.published().len(), 1);
+    app.stop().await;
+}
+
+/// A video longer than the creator may post (`max_video_post_duration_sec`), its length read from
+/// the movie header after its media by ranged reads, is refused before any init, uploaded or
+/// pulled; one within it is published. A video that tells no length is left to TikTok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_longer_than_the_creator_may_post_is_refused_before_any_init() {
+    let app = verified_app(Mode::Embedded).await;
+    app.tiktok.set_max_video_seconds(60);
+    let long = app.media.url("/media/long.mp4?bytes=40000000&seconds=61");
+    for url in [unverified(&long), long.clone()] {
+        let post = publish(&app, vec![url.clone()], "too long", Value::Null).await;
+        assert_eq!((&post["status"], &post["error_kind"]), (&json!("failed"), &json!("rejected")), "{post}");
+        let says = format!("{url} is 61.0 s long, and this TikTok account can post videos of up to 60 s");
+        assert!(error(&post).contains(&says), "{says}: {post}");
+    }
+    assert!(app.tiktok.requests_to("/v2/post/publish/video/init/").is_empty(), "no init for a video too long");
+    assert!(app.media.bytes_sent_for("long.mp4") < 20_000_000, "the length was read without the media");
+    for url in [app.media.url("/media/short.mp4?bytes=2000000&seconds=60"), app.media.media_url("plain.mp4", 2_000_000)]
+    {
+        let post = publish(&app, vec![unverified(&url)], "fits", Value::Null).await;
+        assert_eq!(post["status"], "posted", "{post}");
+    }
+    assert_eq!(app.tiktok.published().len(), 2);
     app.stop().await;
 }
 

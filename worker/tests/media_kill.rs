@@ -46,10 +46,14 @@ enum Target {
     InstagramCarousel,
     /// One image as an Instagram story (which the media list does not show).
     InstagramStory,
+    /// A 2 MB video as an Instagram reel (a `REELS` container, processed before it can publish).
+    InstagramReel,
     /// A 21 MB video to TikTok, uploaded (`FILE_UPLOAD`) in two chunks.
     TiktokUpload,
     /// A 4 MB video under a verified prefix, pulled by TikTok (`PULL_FROM_URL`).
     TiktokPull,
+    /// Two photos under a verified prefix, pulled by TikTok (`content/init`).
+    TiktokPhotos,
 }
 
 impl Target {
@@ -58,8 +62,8 @@ impl Target {
             Self::X => "twitter",
             Self::Linkedin => "linkedin",
             Self::Facebook => "facebook",
-            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory => "instagram",
-            Self::TiktokUpload | Self::TiktokPull => "tiktok",
+            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory | Self::InstagramReel => "instagram",
+            Self::TiktokUpload | Self::TiktokPull | Self::TiktokPhotos => "tiktok",
         }
     }
 
@@ -79,6 +83,12 @@ impl Target {
             Self::InstagramImage => (vec![image("a.jpg")], Value::Null),
             Self::InstagramCarousel => (vec![image("c0.jpg"), image("c1.jpg")], Value::Null),
             Self::InstagramStory => (vec![image("s.jpg")], json!({"instagram_share_as": "story"})),
+            Self::InstagramReel => (vec![app.media.media_url("reel.mp4", 2_000_000)], Value::Null),
+            Self::TiktokPhotos => {
+                app.tiktok.set_polls_before_complete(0);
+                app.tiktok.set_verified_prefixes(&[VERIFIED]);
+                (vec![image("t0.jpg"), image("t1.jpg")], Value::Null)
+            }
             Self::TiktokUpload | Self::TiktokPull => {
                 app.tiktok.set_polls_before_complete(0);
                 app.tiktok.set_verified_prefixes(&[VERIFIED]);
@@ -94,8 +104,10 @@ impl Target {
             Self::X => app.x.recorder(),
             Self::Linkedin => app.linkedin.recorder(),
             Self::Facebook => app.facebook.recorder(),
-            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory => app.instagram.recorder(),
-            Self::TiktokUpload | Self::TiktokPull => app.tiktok.recorder(),
+            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory | Self::InstagramReel => {
+                app.instagram.recorder()
+            }
+            Self::TiktokUpload | Self::TiktokPull | Self::TiktokPhotos => app.tiktok.recorder(),
         }
     }
 
@@ -106,10 +118,10 @@ impl Target {
             Self::X => app.x.media_tweets().into_iter().map(|(id, ..)| id).collect(),
             Self::Linkedin => app.linkedin.created_posts().into_iter().map(|p| p.urn).collect(),
             Self::Facebook => app.facebook.page_posts().into_iter().map(|p| p.id).collect(),
-            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory => {
+            Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory | Self::InstagramReel => {
                 app.instagram.published_media().into_iter().map(|m| m.media_id).collect()
             }
-            Self::TiktokUpload | Self::TiktokPull => app
+            Self::TiktokUpload | Self::TiktokPull | Self::TiktokPhotos => app
                 .tiktok
                 .posts_made()
                 .into_iter()
@@ -156,7 +168,7 @@ async fn kill_at(target: Target, at: At, hold: Hold) -> (TestApp, Value) {
     let app = TestApp::spawn_api_only(|env| {
         env.insert("PUBLISH_STALE_AFTER_SECS".into(), "2".into());
         env.insert("PLATFORM_HTTP_TIMEOUT_SECS".into(), "30".into());
-        if target == Target::TiktokPull {
+        if matches!(target, Target::TiktokPull | Target::TiktokPhotos) {
             env.insert("TIKTOK_VERIFIED_URL_PREFIXES".into(), VERIFIED.into());
         }
     })
@@ -256,8 +268,8 @@ async fn killed_at_the_tweet_is_unknown_and_never_tweeted_twice() {
 
 /// LinkedIn, killed at `at` before the post: published once, carrying the video LinkedIn finished
 /// processing, after `inits` video initializations (`POST /rest/videos?action=initializeUpload`).
-async fn linkedin_resumed(at: At, inits: usize) {
-    let (app, post) = kill_at(Target::Linkedin, at, Hold::Request).await;
+async fn linkedin_resumed(at: At, hold: Hold, inits: usize) {
+    let (app, post) = kill_at(Target::Linkedin, at, hold).await;
     published_once(Target::Linkedin, &app, &post);
     let available: Vec<_> =
         app.linkedin.videos().into_iter().filter(|v| v.status.as_str() == "AVAILABLE").map(|v| v.urn).collect();
@@ -267,13 +279,16 @@ async fn linkedin_resumed(at: At, inits: usize) {
     app.stop().await;
 }
 
-/// LinkedIn, killed while initializing the video upload and while sending its second part:
-/// started again (the upload is one step, saved once finalized), one post carrying the video whose
-/// parts all arrived; killed at the post: unknown.
+/// LinkedIn, killed while initializing the video upload and while sending its second part, once
+/// before LinkedIn had the part and once after it stored the part but its answer (the part's ETag)
+/// was lost: started again (the upload is one step, saved once finalized), one post carrying the
+/// video whose parts all arrived; killed at the post: unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkedin_killed_at_each_step() {
-    for (method, suffix) in [("POST", "/rest/videos"), ("PUT", "/1")] {
-        linkedin_resumed(At::path(method, suffix), 2).await;
+    for (method, suffix, hold) in
+        [("POST", "/rest/videos", Hold::Request), ("PUT", "/1", Hold::Request), ("PUT", "/1", Hold::Reply)]
+    {
+        linkedin_resumed(At::path(method, suffix), hold, 2).await;
     }
     let (app, post) = kill_at(Target::Linkedin, At::point_of_no_return("POST", "/rest/posts"), Hold::Reply).await;
     unknown_never_twice(Target::Linkedin, &app, &post);
@@ -288,14 +303,15 @@ async fn linkedin_killed_at_each_step() {
 async fn linkedin_killed_at_finalize_upload_uploads_the_video_again() {
     let finalize =
         At::path("POST", "/rest/videos").and("finalizeUpload", |r| r.query.contains("action=finalizeUpload"));
-    linkedin_resumed(finalize, 2).await;
+    linkedin_resumed(finalize, Hold::Request, 2).await;
 }
 
 /// LinkedIn, killed while asking for the video's processing status: the saved wait is resumed,
 /// the video not uploaded again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkedin_killed_while_asking_for_the_video_status_resumes_the_wait() {
-    linkedin_resumed(At::path("GET", "").and("video-status", |r| r.path.starts_with("/rest/videos/")), 1).await;
+    let status = At::path("GET", "").and("video-status", |r| r.path.starts_with("/rest/videos/"));
+    linkedin_resumed(status, Hold::Request, 1).await;
 }
 
 /// Facebook, killed while uploading the first unpublished photo: resumed, one feed post with
@@ -390,6 +406,27 @@ async fn instagram_story_killed_at_media_publish_is_unknown() {
     app.stop().await;
 }
 
+/// An Instagram reel (a `REELS` video container, which Instagram processes before it can publish),
+/// killed at each step: at its container's creation (the answer lost), started again with a new
+/// container; while polling its `status_code`, resumed with the saved container; at
+/// `media_publish` after Instagram published it, found by the container's status and the caption,
+/// not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_reel_killed_at_each_step() {
+    let reel = container("reel-container", |r| r.body.contains("media_type=REELS"));
+    instagram_resumed(Target::InstagramReel, reel, Hold::Reply, 2, 1, &[]).await;
+    let poll = At::path("GET", "").and("reel-status-code", |r| r.query.contains("status_code"));
+    instagram_resumed(Target::InstagramReel, poll, Hold::Request, 1, 0, &[]).await;
+    let (app, post) =
+        kill_at(Target::InstagramReel, At::point_of_no_return("POST", "/media_publish"), Hold::Reply).await;
+    published_once(Target::InstagramReel, &app, &post);
+    assert_eq!(app.instagram.requests_ending_with("/media_publish").len(), 1, "never sent again");
+    let containers = app.instagram.containers();
+    assert_eq!(containers.len(), 1, "from the one container");
+    assert!(containers[0].is_video, "a video container");
+    app.stop().await;
+}
+
 /// TikTok, killed at `at` where it may be started again or followed: published once; one publish
 /// per init TikTok accepted, which took `chunks` chunks each.
 async fn tiktok_resumed(at: At, hold: Hold, chunks: &[u64]) -> TestApp {
@@ -456,6 +493,26 @@ async fn tiktok_killed_at_the_pull_init_is_unknown() {
         assert_eq!(app.tiktok.publishes().len(), usize::from(hold == Hold::Reply), "TikTok took it when told to");
         app.stop().await;
     }
+}
+
+/// TikTok photos, killed at `content/init`, the point of no return: like a pull, no `publish_id`
+/// was saved to ask with, so the post is `unknown` and the init never sent again; killed while
+/// asking `status/fetch`, the saved wait is resumed and ends with the post's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_photos_killed_at_each_step() {
+    const INIT: &str = "/v2/post/publish/content/init/";
+    for hold in [Hold::Request, Hold::Reply] {
+        let (app, post) = kill_at(Target::TiktokPhotos, At::point_of_no_return("POST", "/content/init/"), hold).await;
+        unknown_never_twice(Target::TiktokPhotos, &app, &post);
+        assert_eq!(app.tiktok.requests_to(INIT).len(), 1, "the photos' init was never sent again");
+        assert_eq!(app.tiktok.publishes().len(), usize::from(hold == Hold::Reply), "TikTok took it when told to");
+        app.stop().await;
+    }
+    let (app, post) = kill_at(Target::TiktokPhotos, At::path("POST", "/status/fetch/"), Hold::Request).await;
+    published_once(Target::TiktokPhotos, &app, &post);
+    assert_eq!(app.tiktok.requests_to(INIT).len(), 1, "the photos were pulled once");
+    assert_eq!(app.tiktok.publishes()[0].urls.len(), 2, "both photos");
+    app.stop().await;
 }
 
 /// Pacing across two worker processes: X takes 100 posts per user per 15 minutes, counted in

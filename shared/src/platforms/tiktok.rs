@@ -14,9 +14,10 @@
 //!   get-video-status), as saved steps (DESIGN §12):
 //!   1. `POST /v2/post/publish/creator_info/query/` first: the privacy level
 //!      (`options.tiktok_privacy_level`, default `PUBLIC_TO_EVERYONE`) must be one of the
-//!      creator's `privacy_level_options`, and interactions the creator turned off stay off. The
-//!      video's length against `max_video_post_duration_sec` is left to TikTok: Herald does not
-//!      parse videos, so it cannot tell their duration.
+//!      creator's `privacy_level_options`, and interactions the creator turned off stay off. A
+//!      video longer than `max_video_post_duration_sec` is refused, its length read from its
+//!      movie header by a few ranged reads (`media::mp4`); a video that tells no length, or a
+//!      server that takes no ranges, leaves the length to TikTok.
 //!   2. A video under one of `TIKTOK_VERIFIED_URL_PREFIXES` is probed (address rules, type and
 //!      size from the first bytes) and pulled by TikTok: `POST /v2/post/publish/video/init/` with
 //!      `PULL_FROM_URL` starts publishing, so it is sent only at `sending`. Any other video is
@@ -192,6 +193,9 @@ struct PostSettings {
     disable_comment: bool,
     disable_duet: bool,
     disable_stitch: bool,
+    /// The longest video the creator may post, in seconds (`max_video_post_duration_sec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_video_seconds: Option<u64>,
 }
 
 /// How the media gets to TikTok.
@@ -216,6 +220,8 @@ struct CreatorInfo {
     duet_disabled: bool,
     #[serde(default)]
     stitch_disabled: bool,
+    #[serde(default)]
+    max_video_post_duration_sec: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -437,6 +443,7 @@ impl TiktokClient {
             disable_comment: post.options.tiktok_disable_comment || info.comment_disabled,
             disable_duet: info.duet_disabled,
             disable_stitch: info.stitch_disabled,
+            max_video_seconds: info.max_video_post_duration_sec,
         })
     }
 
@@ -455,7 +462,11 @@ impl TiktokClient {
         };
         if self.verified(url) {
             let probed = post.fetcher.probe(url, &limits).await.map_err(media_failure)?;
-            return Ok(if probed.format.kind() == MediaKind::Video { Source::PullVideo } else { Source::Photos });
+            if probed.format.kind() == MediaKind::Image {
+                return Ok(Source::Photos);
+            }
+            self.check_duration(post, url, settings).await?;
+            return Ok(Source::PullVideo);
         }
         let named = url::Url::parse(url).ok().and_then(|u| Format::from_url(&u));
         if named.is_some_and(|format| format.kind() == MediaKind::Image) {
@@ -468,6 +479,7 @@ impl TiktokClient {
         let video_size = download.size().map_err(media_failure)?;
         // Only the size was needed: the bytes are streamed from a new download at `sending`.
         drop(download);
+        self.check_duration(post, url, settings).await?;
         let (chunk_size, chunk_count) = chunk_plan(video_size);
         let body = json!({
             "post_info": self.video_info(post, settings),
@@ -485,6 +497,24 @@ impl TiktokClient {
         };
         *publish_id = Some(init.publish_id);
         Ok(Source::Upload { video_size, chunk_size, chunk_count, upload_url })
+    }
+
+    /// Refuses a video longer than the creator may post, when the file tells its length.
+    async fn check_duration(
+        &self,
+        post: &MediaPost<'_>,
+        url: &str,
+        settings: &PostSettings,
+    ) -> Result<(), PlatformError> {
+        let Some(max) = settings.max_video_seconds else { return Ok(()) };
+        let Some(length) = post.fetcher.video_duration(url).await.map_err(media_failure)? else { return Ok(()) };
+        if length > std::time::Duration::from_secs(max) {
+            return Err(PlatformError::Rejected(format!(
+                "{url} is {:.1} s long, and this TikTok account can post videos of up to {max} s",
+                length.as_secs_f64()
+            )));
+        }
+        Ok(())
     }
 
     /// Every photo is under a verified prefix, is a photo TikTok takes, and fits.
