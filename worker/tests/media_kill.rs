@@ -36,10 +36,16 @@ enum Hold {
 enum Target {
     /// A 6 MB video to X.
     X,
+    /// A JPEG and a PNG to X, each one upload request.
+    XImages,
     /// A 9 MB video (three parts) to LinkedIn.
     Linkedin,
+    /// Two images to LinkedIn (an image upload each, then one `multiImage` post).
+    LinkedinImages,
     /// Three photos to a Facebook Page (unpublished photos, then one feed post).
     Facebook,
+    /// A 3 MB video to a Facebook Page (`/videos`, then its processing awaited).
+    FacebookVideo,
     /// One image to Instagram.
     InstagramImage,
     /// A carousel of two images to Instagram (an item container each, then the parent).
@@ -59,9 +65,9 @@ enum Target {
 impl Target {
     fn platform(self) -> &'static str {
         match self {
-            Self::X => "twitter",
-            Self::Linkedin => "linkedin",
-            Self::Facebook => "facebook",
+            Self::X | Self::XImages => "twitter",
+            Self::Linkedin | Self::LinkedinImages => "linkedin",
+            Self::Facebook | Self::FacebookVideo => "facebook",
             Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory | Self::InstagramReel => "instagram",
             Self::TiktokUpload | Self::TiktokPull | Self::TiktokPhotos => "tiktok",
         }
@@ -73,12 +79,19 @@ impl Target {
         let image = |name: &str| app.media.media_url(name, 40_000);
         match self {
             Self::X => (vec![app.media.media_url("clip.mp4", 6_000_000)], Value::Null),
+            Self::XImages => (vec![image("first.jpg"), image("second.png")], Value::Null),
             Self::Linkedin => (vec![app.media.media_url("clip.mp4", 9_000_000)], Value::Null),
-            Self::Facebook => {
+            Self::LinkedinImages => (vec![image("first.jpg"), image("second.png")], Value::Null),
+            Self::Facebook | Self::FacebookVideo => {
                 let (status, body) =
                     app.post("alice", "/api/v1/auth/social/pages/facebook", &json!({"page_id": "101"})).await;
                 assert_eq!(status, 200, "{body}");
-                ((0..3).map(|i| image(&format!("p{i}.jpg"))).collect(), Value::Null)
+                let media = if self == Self::Facebook {
+                    (0..3).map(|i| image(&format!("p{i}.jpg"))).collect()
+                } else {
+                    vec![app.media.media_url("clip.mp4", 3_000_000)]
+                };
+                (media, Value::Null)
             }
             Self::InstagramImage => (vec![image("a.jpg")], Value::Null),
             Self::InstagramCarousel => (vec![image("c0.jpg"), image("c1.jpg")], Value::Null),
@@ -101,9 +114,9 @@ impl Target {
 
     fn fake(self, app: &TestApp) -> &Recorder {
         match self {
-            Self::X => app.x.recorder(),
-            Self::Linkedin => app.linkedin.recorder(),
-            Self::Facebook => app.facebook.recorder(),
+            Self::X | Self::XImages => app.x.recorder(),
+            Self::Linkedin | Self::LinkedinImages => app.linkedin.recorder(),
+            Self::Facebook | Self::FacebookVideo => app.facebook.recorder(),
             Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory | Self::InstagramReel => {
                 app.instagram.recorder()
             }
@@ -115,9 +128,9 @@ impl Target {
     /// post id once a status look gave one, else by its `publish_id`).
     fn posts(self, app: &TestApp) -> Vec<String> {
         match self {
-            Self::X => app.x.media_tweets().into_iter().map(|(id, ..)| id).collect(),
-            Self::Linkedin => app.linkedin.created_posts().into_iter().map(|p| p.urn).collect(),
-            Self::Facebook => app.facebook.page_posts().into_iter().map(|p| p.id).collect(),
+            Self::X | Self::XImages => app.x.media_tweets().into_iter().map(|(id, ..)| id).collect(),
+            Self::Linkedin | Self::LinkedinImages => app.linkedin.created_posts().into_iter().map(|p| p.urn).collect(),
+            Self::Facebook | Self::FacebookVideo => app.facebook.page_posts().into_iter().map(|p| p.id).collect(),
             Self::InstagramImage | Self::InstagramCarousel | Self::InstagramStory | Self::InstagramReel => {
                 app.instagram.published_media().into_iter().map(|m| m.media_id).collect()
             }
@@ -266,6 +279,20 @@ async fn killed_at_the_tweet_is_unknown_and_never_tweeted_twice() {
     }
 }
 
+/// X, killed once X stored the second image but its answer (the media id) was lost: the first
+/// image's id was saved, so only the second is uploaded again; one tweet carries the first and the
+/// second's new upload, never the orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_killed_at_the_second_image_uploads_it_again() {
+    let second = At::path("POST", "/2/media/upload").and("second-image", |r| r.body.contains("image/png"));
+    let (app, post) = kill_at(Target::XImages, second, Hold::Reply).await;
+    published_once(Target::XImages, &app, &post);
+    let uploads: Vec<String> = app.x.uploads().into_iter().map(|u| u.id).collect();
+    assert_eq!(uploads.len(), 3, "the second image uploaded twice: {uploads:?}");
+    assert_eq!(app.x.media_tweets()[0].2, [uploads[0].clone(), uploads[2].clone()], "the tweet's media");
+    app.stop().await;
+}
+
 /// LinkedIn, killed at `at` before the post: published once, carrying the video LinkedIn finished
 /// processing, after `inits` video initializations (`POST /rest/videos?action=initializeUpload`).
 async fn linkedin_resumed(at: At, hold: Hold, inits: usize) {
@@ -312,6 +339,40 @@ async fn linkedin_killed_at_finalize_upload_uploads_the_video_again() {
 async fn linkedin_killed_while_asking_for_the_video_status_resumes_the_wait() {
     let status = At::path("GET", "").and("video-status", |r| r.path.starts_with("/rest/videos/"));
     linkedin_resumed(status, Hold::Request, 1).await;
+}
+
+/// LinkedIn images, killed once LinkedIn stored the second image's bytes but the answer was lost:
+/// the first image's URN was saved, so the second is registered and uploaded again; one
+/// `multiImage` post carries the first and the new second, never the orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkedin_killed_at_the_second_image_uploads_it_again() {
+    let (app, post) = kill_at(Target::LinkedinImages, At::path("PUT", "/upload/images/2"), Hold::Reply).await;
+    published_once(Target::LinkedinImages, &app, &post);
+    let images = app.linkedin.images();
+    assert_eq!(images.len(), 3, "the second image registered twice: {images:?}");
+    assert_eq!(images.iter().map(|i| i.uploads).collect::<Vec<_>>(), [1, 1, 1], "each upload URL used once");
+    assert_eq!(app.linkedin.created_posts()[0].media, [images[0].urn.clone(), images[2].urn.clone()]);
+    app.stop().await;
+}
+
+/// A Facebook video, killed at `/videos` after Facebook took it (the answer lost): the point of no
+/// return, which Facebook cannot be asked about, so `unknown` and never sent again; killed while
+/// asking for the video's status: the saved video id is followed until `ready`, not posted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facebook_video_killed_at_each_step() {
+    let (app, post) = kill_at(Target::FacebookVideo, At::point_of_no_return("POST", "/videos"), Hold::Reply).await;
+    unknown_never_twice(Target::FacebookVideo, &app, &post);
+    assert_eq!(app.facebook.requests_ending_with("/videos").len(), 1, "the video was never sent again");
+    assert_eq!(app.facebook.videos().len(), 1, "Facebook took it once");
+    app.stop().await;
+    let status = At::path("GET", "").and("video-status", |r| r.query.contains("fields=status"));
+    let (app, post) = kill_at(Target::FacebookVideo, status, Hold::Request).await;
+    published_once(Target::FacebookVideo, &app, &post);
+    let videos = app.facebook.videos();
+    assert_eq!(videos.len(), 1, "one video");
+    assert_eq!(post["platform_post_id"].as_str(), Some(videos[0].id.as_str()), "{post}");
+    assert_eq!(app.facebook.requests_ending_with("/videos").len(), 1, "posted once");
+    app.stop().await;
 }
 
 /// Facebook, killed while uploading the first unpublished photo: resumed, one feed post with
