@@ -355,11 +355,14 @@ async fn within_budget(app: &App, post: &post::Model, connection_id: i64, claim_
         }
     };
     let until = Utc::now() + Duration::from_std(wait).unwrap_or(Duration::minutes(1)) + Duration::milliseconds(50);
+    let every = match window.as_secs() / 60 {
+        1 => "minute".to_owned(),
+        minutes => format!("{minutes} minutes"),
+    };
     let reason = format!(
-        "held back until {}: {} takes {limit} posts per account every {} minutes, and this account's are used",
+        "held back until {}: {} takes {limit} posts per account every {every}, and this account's are used",
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         post.platform,
-        window.as_secs() / 60,
     );
     if posts::defer(&app.db, &post.id, claim_token, until, &reason).await? {
         tracing::info!(platform = %post.platform, until = %until, "post held back by the account's budget");

@@ -576,6 +576,52 @@ async fn tiktok_photos_killed_at_each_step() {
     app.stop().await;
 }
 
+/// Pacing across two worker processes: TikTok takes 6 post inits per user per minute, counted in
+/// Redis for every worker. Of seven videos due at once on one account, six are published and the
+/// seventh is held back (rescheduled, not failed) until the minute frees; TikTok never refuses an
+/// init for the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_keep_one_accounts_tiktok_init_budget() {
+    let app = TestApp::spawn_api_only(|_| {}).await;
+    app.connect("alice", "tiktok").await;
+    app.tiktok.set_polls_before_complete(0);
+    let bin = env!("CARGO_BIN_EXE_worker");
+    let mut workers = [
+        tests::worker_process(&app, bin, "tiktok-pace-a", &[]),
+        tests::worker_process(&app, bin, "tiktok-pace-b", &[]),
+    ];
+    for i in 0..7 {
+        let video = app.media.media_url(&format!("v{i}.mp4"), 1_000_000);
+        let (status, body) =
+            app.schedule_media("alice", "tiktok", &format!("video {i}"), vec![video], Value::Null).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let statuses = wait_until(PATIENCE, "6 posted and 1 held back", || async {
+        let statuses = app.posts_by_status().await;
+        let held =
+            app.query("SELECT id FROM scheduled_posts WHERE status = 'pending' AND error_kind = 'rate_limited'").await;
+        (statuses.get("posted") == Some(&6) && held.len() == 1).then_some(statuses)
+    })
+    .await;
+    for worker in &mut workers {
+        worker.kill().expect("stop the worker");
+        worker.wait().expect("reap it");
+    }
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(
+        app.tiktok.requests_to("/v2/post/publish/video/init/").len(),
+        6,
+        "TikTok was never asked for a 7th init"
+    );
+    let held = app.query("SELECT posting_error, due_at FROM scheduled_posts WHERE status = 'pending'").await;
+    let error: String = held[0].try_get("", "posting_error").expect("error");
+    assert!(error.contains("takes 6 posts per account every minute"), "{error}");
+    let due: chrono::DateTime<Utc> = held[0].try_get("", "due_at").expect("due");
+    let first = app.tiktok.init_times()[0];
+    assert!(due > first + chrono::Duration::seconds(45), "held back until the minute frees: {due}, first init {first}");
+    app.stop().await;
+}
+
 /// Pacing across two worker processes: X takes 100 posts per user per 15 minutes, counted in
 /// Redis for every worker. The 101st post of one account is held back (rescheduled, not failed)
 /// and X never answers 429.
