@@ -576,6 +576,40 @@ async fn tiktok_photos_killed_at_each_step() {
     app.stop().await;
 }
 
+/// Two worker processes publish what `due` makes due, until `posted` posts are out and `held` are
+/// held back by the account's budget; then they are stopped. Returns each held-back post's error
+/// and due time.
+async fn paced(
+    app: &TestApp,
+    tag: &str,
+    due: impl Future<Output = ()>,
+    posted: i64,
+    held: usize,
+) -> Vec<(String, chrono::DateTime<Utc>)> {
+    let bin = env!("CARGO_BIN_EXE_worker");
+    let mut workers = [
+        tests::worker_process(app, bin, &format!("{tag}-a"), &[]),
+        tests::worker_process(app, bin, &format!("{tag}-b"), &[]),
+    ];
+    due.await;
+    let statuses = wait_until(PATIENCE, &format!("{posted} posted and {held} held back"), || async {
+        let statuses = app.posts_by_status().await;
+        let waiting =
+            app.query("SELECT id FROM scheduled_posts WHERE status = 'pending' AND error_kind = 'rate_limited'").await;
+        (statuses.get("posted") == Some(&posted) && waiting.len() == held).then_some(statuses)
+    })
+    .await;
+    for worker in &mut workers {
+        worker.kill().expect("stop the worker");
+        worker.wait().expect("reap it");
+    }
+    assert_eq!(statuses.len(), 2, "only posted and held back: {statuses:?}");
+    let rows = app.query("SELECT posting_error, due_at FROM scheduled_posts WHERE status = 'pending'").await;
+    rows.iter()
+        .map(|row| (row.try_get("", "posting_error").expect("error"), row.try_get("", "due_at").expect("due")))
+        .collect()
+}
+
 /// Pacing across two worker processes: TikTok takes 6 post inits per user per minute, counted in
 /// Redis for every worker. Of seven videos due at once on one account, six are published and the
 /// seventh is held back (rescheduled, not failed) until the minute frees; TikTok never refuses an
@@ -585,40 +619,23 @@ async fn two_workers_keep_one_accounts_tiktok_init_budget() {
     let app = TestApp::spawn_api_only(|_| {}).await;
     app.connect("alice", "tiktok").await;
     app.tiktok.set_polls_before_complete(0);
-    let bin = env!("CARGO_BIN_EXE_worker");
-    let mut workers = [
-        tests::worker_process(&app, bin, "tiktok-pace-a", &[]),
-        tests::worker_process(&app, bin, "tiktok-pace-b", &[]),
-    ];
-    for i in 0..7 {
-        let video = app.media.media_url(&format!("v{i}.mp4"), 1_000_000);
-        let (status, body) =
-            app.schedule_media("alice", "tiktok", &format!("video {i}"), vec![video], Value::Null).await;
-        assert_eq!(status, 201, "{body}");
-    }
-    let statuses = wait_until(PATIENCE, "6 posted and 1 held back", || async {
-        let statuses = app.posts_by_status().await;
-        let held =
-            app.query("SELECT id FROM scheduled_posts WHERE status = 'pending' AND error_kind = 'rate_limited'").await;
-        (statuses.get("posted") == Some(&6) && held.len() == 1).then_some(statuses)
-    })
-    .await;
-    for worker in &mut workers {
-        worker.kill().expect("stop the worker");
-        worker.wait().expect("reap it");
-    }
-    assert_eq!(statuses.len(), 2, "{statuses:?}");
-    assert_eq!(
-        app.tiktok.requests_to("/v2/post/publish/video/init/").len(),
-        6,
-        "TikTok was never asked for a 7th init"
-    );
-    let held = app.query("SELECT posting_error, due_at FROM scheduled_posts WHERE status = 'pending'").await;
-    let error: String = held[0].try_get("", "posting_error").expect("error");
+    let due = async {
+        for i in 0..7 {
+            let video = vec![app.media.media_url(&format!("v{i}.mp4"), 1_000_000)];
+            let (status, body) = app.schedule_media("alice", "tiktok", &format!("video {i}"), video, Value::Null).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    let held = paced(&app, "tiktok-pace", due, 6, 1).await;
+    let inits = app.tiktok.requests_to("/v2/post/publish/video/init/").len();
+    assert_eq!(inits, 6, "TikTok was never asked for a 7th init");
+    let (error, due) = &held[0];
     assert!(error.contains("takes 6 posts per account every minute"), "{error}");
-    let due: chrono::DateTime<Utc> = held[0].try_get("", "due_at").expect("due");
     let first = app.tiktok.init_times()[0];
-    assert!(due > first + chrono::Duration::seconds(45), "held back until the minute frees: {due}, first init {first}");
+    assert!(
+        *due > first + chrono::Duration::seconds(45),
+        "held back until the minute frees: {due}, first init {first}"
+    );
     app.stop().await;
 }
 
@@ -632,30 +649,12 @@ async fn two_workers_keep_one_accounts_x_budget() {
     })
     .await;
     app.connect_x("pace").await;
-    let bin = env!("CARGO_BIN_EXE_worker");
-    let mut workers =
-        [tests::worker_process(&app, bin, "pace-a", &[]), tests::worker_process(&app, bin, "pace-b", &[])];
-    app.insert_x_posts("pace", 103, Utc::now() + chrono::Duration::seconds(2), 0).await;
-    let statuses = wait_until(Duration::from_secs(60), "100 posted and 3 held back", || async {
-        let statuses = app.posts_by_status().await;
-        let held =
-            app.query("SELECT id FROM scheduled_posts WHERE status = 'pending' AND error_kind = 'rate_limited'").await;
-        (statuses.get("posted") == Some(&100) && held.len() == 3).then_some(statuses)
-    })
-    .await;
-    for worker in &mut workers {
-        worker.kill().expect("stop the worker");
-        worker.wait().expect("reap it");
-    }
-    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    let due = app.insert_x_posts("pace", 103, Utc::now() + chrono::Duration::seconds(2), 0);
+    let held = paced(&app, "pace", due, 100, 3).await;
     assert_eq!(app.x.requests_to("/2/tweets").len(), 100, "X was never asked for a 101st post");
-    let held =
-        app.query("SELECT posting_error, error_kind, due_at FROM scheduled_posts WHERE status = 'pending'").await;
-    for row in &held {
-        let error: String = row.try_get("", "posting_error").expect("error");
+    for (error, due) in &held {
         assert!(error.contains("takes 100 posts per account every 15 minutes"), "{error}");
-        let due: chrono::DateTime<Utc> = row.try_get("", "due_at").expect("due");
-        assert!(due > Utc::now() + chrono::Duration::minutes(14), "held back until the window frees: {due}");
+        assert!(*due > Utc::now() + chrono::Duration::minutes(14), "held back until the window frees: {due}");
     }
     app.stop().await;
 }
