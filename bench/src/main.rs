@@ -26,6 +26,7 @@ mod herald;
 mod herd;
 mod keys;
 mod limits;
+mod media;
 mod options;
 mod report;
 mod schedule;
@@ -65,6 +66,10 @@ async fn run() -> anyhow::Result<()> {
     }
     if harness.options.limits {
         print!("{}", limits::run(&harness).await?);
+        return Ok(());
+    }
+    if harness.options.media {
+        print!("{}", media::run(&harness).await?);
         return Ok(());
     }
     let load_before = report::Machine::load();

@@ -39,6 +39,9 @@ usage: herd [options]
                        x 3 platforms, and 100 concurrent requests of 10 posts
   --limits             instead of a herd, measure the rate limiter's cost: authenticated
                        GETs with the limiter off (the ceiling) and on
+  --media              instead of a herd, time each media flow against the sandbox's fakes
+                       (needs the sandbox binary in --bin-dir) and the worker's memory while
+                       it posts a 200 MB video
   --clean              drop every herald_bench_* database and herald-bench-* key left by
                        interrupted runs, then exit
 ";
@@ -86,6 +89,8 @@ pub struct Options {
     pub scheduling: bool,
     /// Measure the rate limiter's cost instead of a herd.
     pub limits: bool,
+    /// Measure the media flows instead of a herd.
+    pub media: bool,
 }
 
 impl Options {
@@ -123,6 +128,7 @@ impl Options {
                 "--clean" => raw.clean = true,
                 "--scheduling" => raw.scheduling = true,
                 "--limits" => raw.limits = true,
+                "--media" => raw.media = true,
                 other => bail!("unknown option {other}\n\n{USAGE}"),
             }
         }
@@ -154,6 +160,7 @@ struct Raw {
     clean: bool,
     scheduling: bool,
     limits: bool,
+    media: bool,
 }
 
 impl Raw {
@@ -192,6 +199,7 @@ impl Raw {
             clean: self.clean,
             scheduling: self.scheduling,
             limits: self.limits,
+            media: self.media,
         })
     }
 }

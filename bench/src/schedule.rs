@@ -117,6 +117,16 @@ impl ApiClient {
         Ok(Self { http, base: format!("http://127.0.0.1:{port}"), tokens })
     }
 
+    /// The api's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The bearer token of user `user` (in the client's user order).
+    pub fn token(&self, user: usize) -> Option<&str> {
+        self.tokens.get(user).map(String::as_str)
+    }
+
     /// Waits until `GET /readyz` answers 200 (database and Redis reachable), or fails with the
     /// api's log when it exits or takes longer than `timeout`.
     pub async fn wait_ready(&self, api: &mut Process, timeout: Duration) -> anyhow::Result<()> {
