@@ -443,7 +443,8 @@ impl TiktokClient {
             disable_comment: post.options.tiktok_disable_comment || info.comment_disabled,
             disable_duet: info.duet_disabled,
             disable_stitch: info.stitch_disabled,
-            max_video_seconds: info.max_video_post_duration_sec,
+            // A zero would refuse every video: read as not said.
+            max_video_seconds: info.max_video_post_duration_sec.filter(|seconds| *seconds > 0),
         })
     }
 
