@@ -222,9 +222,10 @@ async fn measure(user: &User, flow: &Flow, media_base: &str) -> anyhow::Result<M
     }
     let mut sorted = rounds.clone();
     sorted.sort();
+    let median = sorted[ROUNDS / 2];
     let bytes = flow.media.iter().map(|(_, bytes)| bytes).sum();
-    eprintln!("herd: media: {}: median {:.2} s", flow.name, sorted[ROUNDS / 2].as_secs_f64());
-    Ok(Measured { name: flow.name, bytes, median: sorted[ROUNDS / 2], rounds })
+    eprintln!("herd: media: {}: median {:.2} s", flow.name, median.as_secs_f64());
+    Ok(Measured { name: flow.name, bytes, median, rounds })
 }
 
 /// A plain download of `url`, the bytes counted and dropped: the fastest the file can be read.

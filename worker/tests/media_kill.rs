@@ -97,17 +97,16 @@ impl Target {
             Self::InstagramCarousel => (vec![image("c0.jpg"), image("c1.jpg")], Value::Null),
             Self::InstagramStory => (vec![image("s.jpg")], json!({"instagram_share_as": "story"})),
             Self::InstagramReel => (vec![app.media.media_url("reel.mp4", 2_000_000)], Value::Null),
-            Self::TiktokPhotos => {
+            Self::TiktokUpload | Self::TiktokPull | Self::TiktokPhotos => {
                 app.tiktok.set_polls_before_complete(0);
                 app.tiktok.set_verified_prefixes(&[VERIFIED]);
-                (vec![image("t0.jpg"), image("t1.jpg")], Value::Null)
-            }
-            Self::TiktokUpload | Self::TiktokPull => {
-                app.tiktok.set_polls_before_complete(0);
-                app.tiktok.set_verified_prefixes(&[VERIFIED]);
-                // Only a pull's URL is under the prefix Herald is told is verified.
-                let size = if self == Self::TiktokPull { 4_000_000 } else { 21_000_000 };
-                (vec![app.media.media_url("clip.mp4", size)], Value::Null)
+                // Only a pull's URL (and the photos') is under the prefix Herald is told is verified.
+                let media = match self {
+                    Self::TiktokPhotos => vec![image("t0.jpg"), image("t1.jpg")],
+                    Self::TiktokPull => vec![app.media.media_url("clip.mp4", 4_000_000)],
+                    _ => vec![app.media.media_url("clip.mp4", 21_000_000)],
+                };
+                (media, Value::Null)
             }
         }
     }
@@ -587,7 +586,7 @@ async fn paced(
     held: usize,
 ) -> Vec<(String, chrono::DateTime<Utc>)> {
     let bin = env!("CARGO_BIN_EXE_worker");
-    let mut workers = [
+    let workers = [
         tests::worker_process(app, bin, &format!("{tag}-a"), &[]),
         tests::worker_process(app, bin, &format!("{tag}-b"), &[]),
     ];
@@ -599,10 +598,8 @@ async fn paced(
         (statuses.get("posted") == Some(&posted) && waiting.len() == held).then_some(statuses)
     })
     .await;
-    for worker in &mut workers {
-        worker.kill().expect("stop the worker");
-        worker.wait().expect("reap it");
-    }
+    // Dropping a worker process kills and reaps it.
+    drop(workers);
     assert_eq!(statuses.len(), 2, "only posted and held back: {statuses:?}");
     let rows = app.query("SELECT posting_error, due_at FROM scheduled_posts WHERE status = 'pending'").await;
     rows.iter()
